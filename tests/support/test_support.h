@@ -1,0 +1,41 @@
+// Helpers shared by the test binaries: fixture paths, scratch folders, running the CLI.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace lctrain::testing {
+
+// The repository root and the bundled fixture folders (tests/fixtures/...).
+std::filesystem::path source_dir();
+std::filesystem::path fixture_dir(const std::string& name);
+// build/bin/lctrain.
+std::filesystem::path lctrain_binary();
+
+// A fresh folder under the system temp dir, removed with everything in it on destruction.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs a shell command and captures its combined output and exit status.
+CommandResult run_command(const std::string& command);
+
+// Writes `text` to `path`, creating parent folders.
+void write_text(const std::filesystem::path& path, const std::string& text);
+std::string read_text(const std::filesystem::path& path);
+
+}  // namespace lctrain::testing

@@ -1,0 +1,49 @@
+#include "cli/commands.h"
+
+#include <iostream>
+#include <map>
+
+#include "util/error.h"
+#include "util/logging.h"
+
+namespace lctrain::cli {
+namespace {
+
+std::map<const CLI::App*, Action>& actions() {
+  static std::map<const CLI::App*, Action> registered;
+  return registered;
+}
+
+template <typename Adder>
+void add(CLI::App& app, const std::string& name, Adder adder) {
+  Action action = adder(app);
+  actions()[app.get_subcommand(name)] = std::move(action);
+}
+
+}  // namespace
+
+void register_commands(CLI::App& app) {
+  add(app, "forward", add_forward_command);
+  add(app, "generate", add_generate_command);
+  add(app, "inspect", add_inspect_command);
+}
+
+int run_selected(const CLI::App& app, const std::string& log_level) {
+  try {
+    set_log_level(log_level);
+    for (const CLI::App* subcommand : app.get_subcommands()) {
+      actions().at(subcommand)();
+    }
+    return 0;
+  } catch (const Error& error) {
+    std::cerr << "lctrain: error: " << error.what() << std::endl;
+  } catch (const c10::Error& error) {
+    // A tensor-level failure we did not anticipate: report it without LibTorch's backtrace.
+    std::cerr << "lctrain: error: " << error.what_without_backtrace() << std::endl;
+  } catch (const std::exception& error) {
+    std::cerr << "lctrain: error: " << error.what() << std::endl;
+  }
+  return 1;
+}
+
+}  // namespace lctrain::cli

@@ -1,0 +1,22 @@
+// The subcommands of the lctrain CLI. Each registers its options on the app and runs when selected.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace lctrain::cli {
+
+void register_commands(CLI::App& app);
+
+// Runs the selected subcommand, turning any error into one message on stderr and exit code 1.
+int run_selected(const CLI::App& app, const std::string& log_level);
+
+// Each subcommand file defines one of these: it adds the subcommand and returns its action.
+using Action = std::function<void()>;
+Action add_forward_command(CLI::App& app);
+Action add_generate_command(CLI::App& app);
+Action add_inspect_command(CLI::App& app);
+
+}  // namespace lctrain::cli

@@ -1,0 +1,46 @@
+// `lctrain generate`: greedy text continuation with a KV cache.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "io/tokenizer.h"
+#include "model/generate.h"
+#include "util/logging.h"
+
+namespace lctrain::cli {
+
+Action add_generate_command(CLI::App& app) {
+  struct Options {
+    ModelOptions model;
+    std::string prompt;
+    int64_t max_new_tokens = 64;
+    bool no_cache = false;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* command = app.add_subcommand("generate", "Greedy text generation");
+  options->model.add_to(*command);
+  command->add_option("--prompt", options->prompt, "text to continue")->required();
+  command->add_option("--max-new-tokens", options->max_new_tokens, "tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  command->add_flag("--no-cache", options->no_cache,
+                    "recompute the whole sequence every step (slow; for checking the cache)");
+
+  return [options] {
+    const io::Tokenizer tokenizer = io::Tokenizer::from_model_dir(options->model.model_dir);
+    LlamaModel model = io::load_model(options->model.model_dir, options->model.to_load_options());
+    const std::vector<int64_t> prompt = tokenizer.encode(options->prompt);
+    GenerateOptions generate;
+    generate.max_new_tokens = options->max_new_tokens;
+    generate.stop_token = tokenizer.eos_id() >= 0 ? tokenizer.eos_id() : model.config().eos_token_id;
+    generate.use_cache = !options->no_cache;
+    const std::vector<int64_t> tokens = greedy_generate(model, prompt, generate);
+    // Decoding prompt and continuation together keeps SentencePiece's word-boundary spaces right.
+    std::vector<int64_t> all = prompt;
+    all.insert(all.end(), tokens.begin(), tokens.end());
+    std::cout << tokenizer.decode(all) << std::endl;
+    log()->debug("generated {} tokens after a {}-token prompt", tokens.size(), prompt.size());
+  };
+}
+
+}  // namespace lctrain::cli

@@ -1,0 +1,132 @@
+#include "io/hf_model_dir.h"
+
+#include <fstream>
+#include <set>
+
+#include "io/safetensors.h"
+#include "io/sharded_safetensors.h"
+#include "util/error.h"
+#include "util/logging.h"
+
+namespace lctrain::io {
+namespace {
+
+std::string shape_text(c10::IntArrayRef shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+// Tensors Hugging Face checkpoints may carry that are not weights of ours (older transformers
+// saved the rotary inv_freq buffer), or that tying makes redundant.
+bool ignorable(const std::string& name, const LlamaConfig& config) {
+  const std::string suffix = "rotary_emb.inv_freq";
+  if (name.size() >= suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    return true;
+  }
+  return config.tie_word_embeddings && name == "lm_head.weight";
+}
+
+bool is_floating(torch::ScalarType dtype) {
+  return dtype == torch::kFloat32 || dtype == torch::kFloat16 || dtype == torch::kBFloat16 ||
+         dtype == torch::kFloat64;
+}
+
+}  // namespace
+
+LlamaConfig load_config(const std::filesystem::path& model_dir) {
+  LCTRAIN_CHECK(std::filesystem::is_directory(model_dir), "model folder {} does not exist",
+                model_dir.string());
+  const auto path = model_dir / "config.json";
+  LCTRAIN_CHECK(std::filesystem::exists(path), "{} has no config.json", model_dir.string());
+  return LlamaConfig::from_file(path);
+}
+
+LlamaWeights load_weights(const std::filesystem::path& model_dir, const LlamaConfig& config,
+                          torch::ScalarType dtype, const torch::Device& device) {
+  const ShardedSafetensors checkpoint = ShardedSafetensors::open_dir(model_dir);
+  LlamaWeights weights;
+  std::vector<WeightSlot> slots = weight_slots(config, weights);
+
+  std::set<std::string> expected;
+  std::vector<std::string> missing;
+  for (const WeightSlot& slot : slots) {
+    expected.insert(slot.name);
+    if (!checkpoint.contains(slot.name)) missing.push_back(slot.name);
+  }
+  std::vector<std::string> unexpected;
+  for (const std::string& name : checkpoint.names()) {
+    if (expected.count(name) == 0 && !ignorable(name, config)) unexpected.push_back(name);
+  }
+  const auto listed = [](const std::vector<std::string>& names) {
+    const size_t shown = std::min<size_t>(names.size(), 8);
+    std::string text = fmt::format("{}", fmt::join(names.begin(), names.begin() + shown, ", "));
+    if (names.size() > shown) text += fmt::format(" (and {} more)", names.size() - shown);
+    return text;
+  };
+  LCTRAIN_CHECK(missing.empty(), "{}: checkpoint is missing {} tensor(s) config.json requires: {}",
+                model_dir.string(), missing.size(), listed(missing));
+  LCTRAIN_CHECK(unexpected.empty(),
+                "{}: checkpoint holds {} tensor(s) a LLaMA with this config.json does not have: {}",
+                model_dir.string(), unexpected.size(), listed(unexpected));
+
+  for (WeightSlot& slot : slots) {
+    const TensorInfo& info = checkpoint.info(slot.name);
+    LCTRAIN_CHECK(info.shape == slot.shape,
+                  "{}: tensor '{}' in {} has shape {}, config.json implies {}", model_dir.string(),
+                  slot.name, checkpoint.file_of(slot.name).filename().string(),
+                  shape_text(info.shape), shape_text(slot.shape));
+    LCTRAIN_CHECK(is_floating(info.dtype), "{}: tensor '{}' has non-floating dtype {}",
+                  model_dir.string(), slot.name, c10::toString(info.dtype));
+    *slot.tensor = checkpoint.tensor(slot.name).to(device, dtype);
+  }
+  if (config.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
+  return weights;
+}
+
+LlamaModel load_model(const std::filesystem::path& model_dir, const ModelLoadOptions& options) {
+  LlamaConfig config = load_config(model_dir);
+  LlamaWeights weights = load_weights(model_dir, config, options.dtype, options.device);
+  RopeScaling runtime = options.rope_scaling.value_or(config.rope_scaling);
+  log()->debug("loaded {} ({} parameters, {}), RoPE trained: {}, runtime: {}", model_dir.string(),
+               config.num_parameters(), dtype_name(options.dtype), config.rope_scaling.describe(),
+               runtime.describe());
+  return LlamaModel(std::move(config), std::move(weights), std::move(runtime));
+}
+
+torch::ScalarType parse_dtype(const std::string& name) {
+  if (name == "f32" || name == "float32" || name == "fp32") return torch::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  if (name == "f16" || name == "float16" || name == "fp16") return torch::kFloat16;
+  throw Error("unknown dtype '{}' (use f32, bf16 or f16)", name);
+}
+
+std::string dtype_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32:
+      return "float32";
+    case torch::kBFloat16:
+      return "bfloat16";
+    case torch::kFloat16:
+      return "float16";
+    default:
+      return c10::toString(dtype);
+  }
+}
+
+void save_model(const std::filesystem::path& model_dir, const LlamaConfig& config,
+                const LlamaWeights& weights, torch::ScalarType dtype, uint64_t max_shard_bytes) {
+  std::filesystem::create_directories(model_dir);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (auto& [name, tensor] : named_weights(config, weights)) {
+    tensors.emplace_back(name, tensor.to(torch::kCPU, dtype).contiguous());
+  }
+  write_sharded_safetensors(model_dir, tensors, max_shard_bytes);
+  nlohmann::json json = config.to_json();
+  json["torch_dtype"] = dtype_name(dtype);
+  const auto path = model_dir / "config.json";
+  std::ofstream stream(path);
+  stream << json.dump(2) << "\n";
+  LCTRAIN_CHECK(stream.good(), "failed to write {}", path.string());
+}
+
+}  // namespace lctrain::io

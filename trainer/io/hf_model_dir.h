@@ -1,0 +1,37 @@
+// A Hugging Face LLaMA model folder: config.json + safetensors weights (single file or sharded)
+// + tokenizer files. Loads into a LlamaModel with every tensor checked against the config, and
+// writes such a folder back out.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+
+#include "model/llama_model.h"
+
+namespace lctrain::io {
+
+struct ModelLoadOptions {
+  torch::ScalarType dtype = torch::kFloat32;  // weights are converted to this on load
+  torch::Device device = torch::kCPU;
+  // Runtime RoPE scaling; when unset the model runs with what config.json says it was trained with.
+  std::optional<RopeScaling> rope_scaling;
+};
+
+LlamaConfig load_config(const std::filesystem::path& model_dir);
+
+// Reads the weights named in `config` from the folder's safetensors. Missing, unexpected and
+// mis-shaped tensors are named in the error.
+LlamaWeights load_weights(const std::filesystem::path& model_dir, const LlamaConfig& config,
+                          torch::ScalarType dtype, const torch::Device& device);
+
+LlamaModel load_model(const std::filesystem::path& model_dir, const ModelLoadOptions& options);
+
+// Parses "f32"/"float32", "bf16"/"bfloat16", "f16"/"float16".
+torch::ScalarType parse_dtype(const std::string& name);
+std::string dtype_name(torch::ScalarType dtype);
+
+// Writes config.json and the weights (sharded above max_shard_bytes) in `dtype`.
+void save_model(const std::filesystem::path& model_dir, const LlamaConfig& config,
+                const LlamaWeights& weights, torch::ScalarType dtype, uint64_t max_shard_bytes);
+
+}  // namespace lctrain::io

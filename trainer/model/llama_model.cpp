@@ -1,0 +1,123 @@
+#include "model/llama_model.h"
+
+#include "util/error.h"
+#include "util/torch_compat.h"
+
+namespace lctrain {
+namespace {
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  return bias.defined() ? torch::nn::functional::linear(x, weight, bias)
+                        : torch::nn::functional::linear(x, weight);
+}
+
+// Grouped-query attention: each key/value head serves num_attention_heads / kv_heads query heads.
+torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
+  if (groups == 1) return x;
+  const auto sizes = x.sizes();
+  return x.unsqueeze(2)
+      .expand({sizes[0], sizes[1], groups, sizes[2], sizes[3]})
+      .reshape({sizes[0], sizes[1] * groups, sizes[2], sizes[3]});
+}
+
+torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeights& weights,
+                                const torch::Tensor& x, const torch::Tensor& cos,
+                                const torch::Tensor& sin, KVCache* cache, size_t layer_index) {
+  const int64_t batch = x.size(0);
+  const int64_t length = x.size(1);
+  const int64_t head_dim = config.head_dim;
+  const auto heads_first = [&](const torch::Tensor& projected, int64_t heads) {
+    return projected.view({batch, length, heads, head_dim}).transpose(1, 2);
+  };
+  auto query = heads_first(linear(x, weights.q_proj, weights.q_bias), config.num_attention_heads);
+  auto key = heads_first(linear(x, weights.k_proj, weights.k_bias), config.num_key_value_heads);
+  auto value = heads_first(linear(x, weights.v_proj, weights.v_bias), config.num_key_value_heads);
+  query = apply_rotary_embedding(query, cos, sin);
+  key = apply_rotary_embedding(key, cos, sin);
+
+  const int64_t past = cache != nullptr ? cache->length() : 0;
+  if (cache != nullptr) std::tie(key, value) = cache->append(layer_index, key, value);
+  key = repeat_kv(key, config.kv_groups());
+  value = repeat_kv(value, config.kv_groups());
+
+  torch::Tensor output;
+  if (past == 0) {
+    output = compat::scaled_dot_product_attention(query, key, value, std::nullopt, true);
+  } else if (length == 1) {
+    // One new token attends to every cached position: no mask needed.
+    output = compat::scaled_dot_product_attention(query, key, value, std::nullopt, false);
+  } else {
+    // Several new tokens after a cached prefix: causal mask aligned to the bottom-right.
+    const auto rows = torch::arange(past, past + length, torch::kInt64).unsqueeze(1);
+    const auto columns = torch::arange(past + length, torch::kInt64).unsqueeze(0);
+    const auto mask = (columns <= rows).to(x.device());
+    output = compat::scaled_dot_product_attention(query, key, value, mask, false);
+  }
+  output = output.transpose(1, 2).reshape({batch, length, config.num_attention_heads * head_dim});
+  return linear(output, weights.o_proj, weights.o_bias);
+}
+
+torch::Tensor mlp_forward(const MlpWeights& weights, const torch::Tensor& x) {
+  const auto gate = torch::silu(linear(x, weights.gate_proj, weights.gate_bias));
+  return linear(gate * linear(x, weights.up_proj, weights.up_bias), weights.down_proj,
+                weights.down_bias);
+}
+
+}  // namespace
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  const auto x32 = x.to(torch::kFloat32);
+  const auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (x32 * torch::rsqrt(variance + eps)).to(x.scalar_type());
+}
+
+torch::Tensor decoder_layer_forward(const LlamaConfig& config, const DecoderLayerWeights& layer,
+                                    const torch::Tensor& hidden, const torch::Tensor& cos,
+                                    const torch::Tensor& sin, KVCache* cache, size_t layer_index) {
+  auto residual = hidden;
+  auto x = rms_norm(hidden, layer.input_norm, config.rms_norm_eps);
+  x = residual + attention_forward(config, layer.attention, x, cos, sin, cache, layer_index);
+  residual = x;
+  x = rms_norm(x, layer.post_attention_norm, config.rms_norm_eps);
+  return residual + mlp_forward(layer.mlp, x);
+}
+
+LlamaModel::LlamaModel(LlamaConfig config, LlamaWeights weights, RopeScaling runtime_rope)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      rotary_(std::move(runtime_rope), config_.head_dim, config_.rope_theta,
+              config_.max_position_embeddings) {
+  LCTRAIN_CHECK(static_cast<int64_t>(weights_.layers.size()) == config_.num_hidden_layers,
+                "model has {} layers but config says {}", weights_.layers.size(),
+                config_.num_hidden_layers);
+  if (config_.tie_word_embeddings) weights_.lm_head = weights_.embed_tokens;
+}
+
+torch::Tensor LlamaModel::forward(const torch::Tensor& ids, KVCache* cache) {
+  LCTRAIN_CHECK(ids.dim() == 2, "token ids must be [batch, length], got {} dimensions", ids.dim());
+  LCTRAIN_CHECK(ids.scalar_type() == torch::kInt64, "token ids must be int64");
+  if (ids.numel() > 0) {
+    const int64_t low = ids.min().item<int64_t>();
+    const int64_t high = ids.max().item<int64_t>();
+    LCTRAIN_CHECK(low >= 0 && high < config_.vocab_size,
+                  "token id {} is outside the vocabulary [0, {})", low < 0 ? low : high,
+                  config_.vocab_size);
+  }
+  const int64_t start = cache != nullptr ? cache->length() : 0;
+  const int64_t length = ids.size(1);
+  const auto [cos, sin] = rotary_.cos_sin(start, length, device());
+
+  auto hidden = torch::embedding(weights_.embed_tokens, ids.to(device()));
+  for (size_t index = 0; index < weights_.layers.size(); ++index) {
+    hidden = decoder_layer_forward(config_, weights_.layers[index], hidden, cos, sin, cache, index);
+  }
+  if (cache != nullptr) cache->advance(length);
+  hidden = rms_norm(hidden, weights_.final_norm, config_.rms_norm_eps);
+  return torch::nn::functional::linear(hidden, weights_.lm_head);
+}
+
+KVCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
+  return KVCache(config_, batch, capacity, dtype(), device());
+}
+
+}  // namespace lctrain

@@ -1,0 +1,13 @@
+// Headers precompiled once for every target (LibTorch's dominate build time).
+#pragma once
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
