@@ -1,6 +1,7 @@
 // `lctrain inspect DIR`: what a model folder holds: config, parameters, dtypes, RoPE settings.
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "cli/commands.h"
 #include "io/hf_model_dir.h"

@@ -12,6 +12,7 @@ namespace lctrain::cli {
 struct ModelOptions {
   std::string model_dir;
   std::string dtype = "f32";
+  std::string device = "cpu";
   std::string rope_scaling_json;  // empty: use config.json's rope_scaling
 
   void add_to(CLI::App& command);
