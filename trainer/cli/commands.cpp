@@ -26,6 +26,8 @@ void register_commands(CLI::App& app) {
   add(app, "forward", add_forward_command);
   add(app, "generate", add_generate_command);
   add(app, "inspect", add_inspect_command);
+  add(app, "launch", add_launch_command);
+  add(app, "train", add_train_command);
 }
 
 int run_selected(const CLI::App& app, const std::string& log_level) {
@@ -35,6 +37,8 @@ int run_selected(const CLI::App& app, const std::string& log_level) {
       actions().at(subcommand)();
     }
     return 0;
+  } catch (const ExitCode& exit) {
+    return exit.code;
   } catch (const Error& error) {
     std::cerr << "lctrain: error: " << error.what() << std::endl;
   } catch (const c10::Error& error) {

@@ -13,10 +13,18 @@ void register_commands(CLI::App& app);
 // Runs the selected subcommand, turning any error into one message on stderr and exit code 1.
 int run_selected(const CLI::App& app, const std::string& log_level);
 
+// Thrown by an action to end the process with `code` and no error message of its own (e.g.
+// `launch` passing on a worker's exit code); run_selected() returns it.
+struct ExitCode {
+  int code = 1;
+};
+
 // Each subcommand file defines one of these: it adds the subcommand and returns its action.
 using Action = std::function<void()>;
 Action add_forward_command(CLI::App& app);
 Action add_generate_command(CLI::App& app);
 Action add_inspect_command(CLI::App& app);
+Action add_launch_command(CLI::App& app);
+Action add_train_command(CLI::App& app);
 
 }  // namespace lctrain::cli

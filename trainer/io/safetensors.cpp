@@ -64,8 +64,9 @@ bool printable(const Json& value, int depth) {
 
 // A JSON value for an error message, cut short: a crafted header may hold megabytes in one value.
 std::string brief(const Json& value) {
-  if (!printable(value, 3))
+  if (!printable(value, 3)) {
     return fmt::format("<{} of {} elements>", value.type_name(), value.size());
+  }
   constexpr size_t kLimit = 64;
   std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
   if (text.size() > kLimit) text = text.substr(0, kLimit) + "...";
@@ -243,7 +244,8 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   return with_context(fmt::format("safetensors file '{}'", path.string()), [&] {
     SafetensorsFile file;
     file.path_ = path;
-    const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // O_NONBLOCK: a FIFO must be rejected below, not block open(); no effect on regular files.
+    const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     LCTRAIN_CHECK(fd.get() >= 0, "cannot open: {}", errno_text());
     struct stat status {};
     LCTRAIN_CHECK(::fstat(fd.get(), &status) == 0, "cannot stat: {}", errno_text());

@@ -1,0 +1,25 @@
+// `lctrain train --config FILE.yaml [dotted.key=value ...]`: the fine-tuning job (one rank of it
+// when started by `lctrain launch`, torchrun or srun).
+#include "cli/commands.h"
+#include "train/train_config.h"
+#include "train/trainer.h"
+
+namespace lctrain::cli {
+
+Action add_train_command(CLI::App& app) {
+  struct Options {
+    std::string config_file;
+    std::vector<std::string> overrides;
+  };
+  auto options = std::make_shared<Options>();
+  CLI::App* command = app.add_subcommand("train", "Fine-tune (or pretrain) a LLaMA, sharded over ranks");
+  command->add_option("--config", options->config_file, "training recipe (YAML)")->required();
+  command->add_option("overrides", options->overrides,
+                      "dotted.key=value overrides, e.g. training.steps=10 optimizer.lr=1e-4");
+  return [options] {
+    const TrainConfig config = TrainConfig::load(options->config_file, options->overrides);
+    run_training(config);
+  };
+}
+
+}  // namespace lctrain::cli

@@ -1,0 +1,209 @@
+#include "dist/communicator.h"
+
+#include "util/error.h"
+#include "util/logging.h"
+#include "util/torch_compat_c10d.h"
+
+namespace lctrain {
+namespace {
+
+void check_flat_pair(const torch::Tensor& full, const torch::Tensor& shard, int world_size) {
+  LCTRAIN_CHECK(full.dim() == 1 && shard.dim() == 1 && full.is_contiguous() && shard.is_contiguous(),
+                "collectives take contiguous 1-D tensors");
+  LCTRAIN_CHECK(full.numel() == shard.numel() * world_size,
+                "flat tensor of {} elements is not {} shards of {}", full.numel(), world_size,
+                shard.numel());
+  LCTRAIN_CHECK(full.scalar_type() == shard.scalar_type(), "flat tensor and shard differ in dtype");
+}
+
+class SingleProcessCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  std::string backend_name() const override { return "none"; }
+  void all_reduce_sum(torch::Tensor&) override {}
+  PendingCollective all_gather_async(torch::Tensor& full, const torch::Tensor& shard) override {
+    check_flat_pair(full, shard, 1);
+    if (!full.is_same(shard)) full.copy_(shard);
+    return PendingCollective();
+  }
+  void reduce_scatter_sum(torch::Tensor& shard, const torch::Tensor& full) override {
+    check_flat_pair(full, shard, 1);
+    if (!full.is_same(shard)) shard.copy_(full);
+  }
+  void broadcast(torch::Tensor&, int) override {}
+  void barrier() override {}
+};
+
+// Runs a collective and turns c10d's failures (timeouts, dead peers) into one clear Error.
+template <typename Body>
+auto guarded(const char* name, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const c10::Error& error) {
+    throw Error("collective {} failed (a peer may have died or timed out): {}", name,
+                error.what_without_backtrace());
+  } catch (const std::exception& error) {
+    throw Error("collective {} failed (a peer may have died or timed out): {}", name, error.what());
+  }
+}
+
+class BackendCommunicator final : public Communicator {
+ public:
+  BackendCommunicator(c10::intrusive_ptr<compat::CollectiveBackend> backend, int rank, int world_size,
+                      std::string name)
+      : backend_(std::move(backend)), rank_(rank), world_size_(world_size), name_(std::move(name)) {}
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_size_; }
+  std::string backend_name() const override { return name_; }
+  bool is_gloo() const { return name_ == "gloo"; }
+
+  void all_reduce_sum(torch::Tensor& tensor) override {
+    guarded("all_reduce", [&] {
+      // Gloo cannot add bf16: reduce an fp32 copy. NCCL adds bf16 natively.
+      const bool widen = is_gloo() && tensor.scalar_type() == torch::kBFloat16;
+      std::vector<torch::Tensor> tensors{widen ? tensor.to(torch::kFloat32) : tensor};
+      backend_->allreduce(tensors)->wait();
+      if (widen) tensor.copy_(tensors[0]);
+    });
+  }
+
+  PendingCollective all_gather_async(torch::Tensor& full, const torch::Tensor& shard) override {
+    check_flat_pair(full, shard, world_size_);
+    return guarded("all_gather", [&] {
+      if (!is_gloo()) {
+        torch::Tensor input = shard;
+        auto work = backend_->_allgather_base(full, input);
+        return PendingCollective([work] { guarded("all_gather", [&] { work->wait(); }); });
+      }
+      // Gloo: no flat all-gather, so gather into per-rank views of `full`; bf16 travels as its
+      // bits through a 2-byte dtype Gloo knows (the bytes are copied, never added).
+      const bool as_bits = shard.scalar_type() == torch::kBFloat16;
+      torch::Tensor target = as_bits ? full.view(torch::kHalf) : full;
+      std::vector<torch::Tensor> inputs{as_bits ? shard.view(torch::kHalf) : shard};
+      std::vector<std::vector<torch::Tensor>> outputs(1);
+      for (int r = 0; r < world_size_; ++r) {
+        outputs[0].push_back(target.narrow(0, r * shard.numel(), shard.numel()));
+      }
+      auto work = backend_->allgather(outputs, inputs);
+      // The buffers must outlive the work: the closure keeps them.
+      return PendingCollective([work, outputs, inputs] { guarded("all_gather", [&] { work->wait(); }); });
+    });
+  }
+
+  void reduce_scatter_sum(torch::Tensor& shard, const torch::Tensor& full) override {
+    check_flat_pair(full, shard, world_size_);
+    guarded("reduce_scatter", [&] {
+      if (!is_gloo()) {
+        torch::Tensor input = full;
+        backend_->_reduce_scatter_base(shard, input)->wait();
+        return;
+      }
+      // Gloo: all-reduce a copy and keep our slice (W times the traffic, fine on CPU).
+      torch::Tensor summed = full.to(full.scalar_type() == torch::kBFloat16 ? torch::kFloat32
+                                                                            : full.scalar_type(),
+                                     /*non_blocking=*/false, /*copy=*/true);
+      std::vector<torch::Tensor> tensors{summed};
+      backend_->allreduce(tensors)->wait();
+      shard.copy_(summed.narrow(0, rank_ * shard.numel(), shard.numel()));
+    });
+  }
+
+  void broadcast(torch::Tensor& tensor, int root) override {
+    guarded("broadcast", [&] {
+      const bool as_bits = is_gloo() && tensor.scalar_type() == torch::kBFloat16;
+      std::vector<torch::Tensor> tensors{as_bits ? tensor.view(torch::kHalf) : tensor};
+      c10d::BroadcastOptions options;
+      options.rootRank = root;
+      backend_->broadcast(tensors, options)->wait();
+    });
+  }
+
+  void barrier() override {
+    guarded("barrier", [&] { backend_->barrier()->wait(); });
+  }
+
+ private:
+  c10::intrusive_ptr<compat::CollectiveBackend> backend_;
+  int rank_;
+  int world_size_;
+  std::string name_;
+};
+
+bool is_loopback(const std::string& address) {
+  return address == "localhost" || address.rfind("127.", 0) == 0 || address == "::1";
+}
+
+}  // namespace
+
+void PendingCollective::wait() {
+  if (wait_) {
+    auto wait = std::move(wait_);
+    wait_ = nullptr;
+    wait();
+  }
+}
+
+std::shared_ptr<Communicator> Communicator::single_process() {
+  return std::make_shared<SingleProcessCommunicator>();
+}
+
+std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
+                                                   const std::string& backend,
+                                                   std::chrono::milliseconds timeout,
+                                                   const torch::Device& device) {
+  if (!env.is_distributed()) return single_process();
+  std::string name = backend;
+  if (name == "auto") name = device.is_cuda() ? "nccl" : "gloo";
+  LCTRAIN_CHECK(name == "gloo" || name == "nccl", "unknown distributed backend '{}' (auto, gloo, nccl)",
+                name);
+  log()->info("rank {}/{}: rendezvous at {}:{} ({}, timeout {} s)", env.rank, env.world_size,
+              env.master_addr, env.master_port, name, timeout.count() / 1000);
+  return guarded("rendezvous", [&]() -> std::shared_ptr<Communicator> {
+    c10d::TCPStoreOptions store_options;
+    store_options.port = static_cast<uint16_t>(env.master_port);
+    store_options.isServer = env.rank == 0;
+    store_options.numWorkers = static_cast<size_t>(env.world_size);
+    store_options.waitWorkers = true;
+    store_options.timeout = timeout;
+    auto tcp_store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
+    auto store = c10::make_intrusive<c10d::PrefixStore>("lctrain/" + name, tcp_store);
+    if (name == "nccl") {
+#ifdef LCTRAIN_WITH_CUDA
+      auto options = c10d::ProcessGroupNCCL::Options::create();
+      options->timeout = timeout;
+      auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, options);
+      return std::make_shared<BackendCommunicator>(nccl, env.rank, env.world_size, name);
+#else
+      throw Error("backend nccl needs a CUDA build of lctrain (this LibTorch has no CUDA)");
+#endif
+    }
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    if (const char* interface = std::getenv("GLOO_SOCKET_IFNAME")) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+    } else if (is_loopback(env.master_addr)) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    options->threads = 2;
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
+    return std::make_shared<BackendCommunicator>(gloo, env.rank, env.world_size, name);
+  });
+}
+
+double Communicator::sum_over_ranks(double value) {
+  auto tensor = torch::tensor({value}, torch::kFloat64);
+  all_reduce_sum(tensor);
+  return tensor.item<double>();
+}
+
+double Communicator::max_over_ranks(double value) {
+  // No MAX needed elsewhere: gather every rank's value and take the largest.
+  auto full = torch::zeros({world_size()}, torch::kFloat64);
+  all_gather(full, torch::tensor({value}, torch::kFloat64));
+  return full.max().item<double>();
+}
+
+}  // namespace lctrain

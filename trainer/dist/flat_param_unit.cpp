@@ -1,0 +1,76 @@
+#include "dist/flat_param_unit.h"
+
+#include "util/error.h"
+
+namespace lctrain {
+
+FlatParamUnit::FlatParamUnit(std::string name,
+                             const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
+                             std::shared_ptr<Communicator> communicator)
+    : name_(std::move(name)), communicator_(std::move(communicator)) {
+  for (const auto& [parameter_name, tensor] : parameters) {
+    entries_.push_back({parameter_name, tensor.sizes().vec(), numel_, tensor.numel()});
+    numel_ += tensor.numel();
+  }
+  const int64_t world = communicator_->world_size();
+  padded_numel_ = (numel_ + world - 1) / world * world;
+  if (padded_numel_ == 0) padded_numel_ = world;  // keep every shard non-empty
+
+  // Every rank builds the same flat buffer and keeps its slice; padding is zero and stays zero
+  // (no view covers it, so its gradient is always zero).
+  auto flat = torch::zeros({padded_numel_}, torch::kFloat32);
+  for (size_t index = 0; index < entries_.size(); ++index) {
+    flat.narrow(0, entries_[index].offset, entries_[index].numel)
+        .copy_(parameters[index].second.reshape({-1}).to(torch::kFloat32));
+  }
+  shard_ = flat.narrow(0, communicator_->rank() * shard_numel(), shard_numel())
+               .clone()
+               .requires_grad_(true);
+}
+
+void FlatParamUnit::prefetch(torch::ScalarType dtype) {
+  if (prefetched_ && prefetched_->dtype == dtype) return;
+  torch::NoGradGuard no_grad;
+  auto full = torch::empty({padded_numel_}, shard_.options().dtype(dtype).requires_grad(false));
+  const auto local = shard_.detach().to(dtype).contiguous();
+  auto pending = communicator_->all_gather_async(full, local);
+  prefetched_ = Prefetched{dtype, full, std::move(pending)};
+}
+
+torch::Tensor FlatParamUnit::gather(torch::ScalarType dtype) {
+  prefetch(dtype);
+  Prefetched ready = std::move(*prefetched_);
+  prefetched_.reset();
+  ready.pending.wait();
+  return ready.full;
+}
+
+std::vector<torch::Tensor> FlatParamUnit::views(const torch::Tensor& full) const {
+  std::vector<torch::Tensor> result;
+  result.reserve(entries_.size());
+  for (const FlatParamEntry& entry : entries_) {
+    result.push_back(full.narrow(0, entry.offset, entry.numel).view(entry.shape));
+  }
+  return result;
+}
+
+torch::Tensor FlatParamUnit::reduce_scatter_mean(const torch::Tensor& full_gradient,
+                                                 torch::ScalarType reduce_dtype) {
+  torch::NoGradGuard no_grad;
+  const auto full = full_gradient.to(reduce_dtype).contiguous();
+  auto shard = torch::empty({shard_numel()}, full.options());
+  communicator_->reduce_scatter_sum(shard, full);
+  // Each rank's loss is a mean over its own batch: the global mean divides the sum by W.
+  return shard.to(torch::kFloat32).div_(communicator_->world_size());
+}
+
+void FlatParamUnit::accumulate_gradient(const torch::Tensor& shard_gradient) {
+  torch::NoGradGuard no_grad;
+  if (!shard_.grad().defined()) {
+    shard_.mutable_grad() = shard_gradient.clone();
+  } else {
+    shard_.mutable_grad().add_(shard_gradient);
+  }
+}
+
+}  // namespace lctrain

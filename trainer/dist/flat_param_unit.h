@@ -1,0 +1,69 @@
+// FlatParamUnit: one FSDP unit (a decoder layer, the embeddings, or norm + lm_head). Its
+// parameters live in one flat fp32 buffer padded to a multiple of the world size; this rank keeps
+// only its contiguous 1/W slice (the master weights the optimizer updates). Gathering the full
+// unit is one collective; module parameters are views into the gathered buffer.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dist/communicator.h"
+
+namespace lctrain {
+
+struct FlatParamEntry {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0;  // in elements, into the flat buffer
+  int64_t numel = 0;
+};
+
+class FlatParamUnit {
+ public:
+  // `parameters`: the unit's full tensors, identical on every rank (any dtype; kept as fp32).
+  FlatParamUnit(std::string name, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
+                std::shared_ptr<Communicator> communicator);
+
+  const std::string& name() const { return name_; }
+  const std::vector<FlatParamEntry>& entries() const { return entries_; }
+  int64_t numel() const { return numel_; }              // real elements
+  int64_t padded_numel() const { return padded_numel_; }  // multiple of the world size
+  int64_t shard_numel() const { return padded_numel_ / communicator_->world_size(); }
+
+  // This rank's fp32 master slice (a leaf that requires grad: the optimizer's parameter).
+  torch::Tensor& shard() { return shard_; }
+  const torch::Tensor& shard() const { return shard_; }
+
+  // Starts gathering the full flat buffer in `dtype` without waiting (prefetch).
+  void prefetch(torch::ScalarType dtype);
+  // The full flat buffer in `dtype`: the prefetched one if any, else gathered now.
+  torch::Tensor gather(torch::ScalarType dtype);
+  // Views of `full` shaped as the unit's parameters, in construction order.
+  std::vector<torch::Tensor> views(const torch::Tensor& full) const;
+  // Sums a full-size gradient over ranks, keeps this rank's slice, averages by the world size.
+  torch::Tensor reduce_scatter_mean(const torch::Tensor& full_gradient, torch::ScalarType reduce_dtype);
+  // Adds a shard-sized gradient into shard().grad().
+  void accumulate_gradient(const torch::Tensor& shard_gradient);
+
+  Communicator& communicator() { return *communicator_; }
+
+ private:
+  std::string name_;
+  std::vector<FlatParamEntry> entries_;
+  int64_t numel_ = 0;
+  int64_t padded_numel_ = 0;
+  torch::Tensor shard_;
+  std::shared_ptr<Communicator> communicator_;
+  struct Prefetched {
+    torch::ScalarType dtype;
+    torch::Tensor full;
+    PendingCollective pending;
+  };
+  std::optional<Prefetched> prefetched_;
+};
+
+}  // namespace lctrain

@@ -1,0 +1,218 @@
+#include "dist/sharded_llama.h"
+
+#include <functional>
+
+#include "model/llama_model.h"
+#include "util/error.h"
+
+namespace lctrain {
+
+// Views of each participating unit's gathered parameters, in unit order.
+using UnitParameters = std::vector<std::vector<torch::Tensor>>;
+
+struct ShardedLlama::UnitCall {
+  std::vector<FlatParamUnit*> units;  // usually one; the tied head also uses the embeddings
+  std::function<torch::Tensor(const torch::Tensor&, const UnitParameters&)> compute;
+  FlatParamUnit* prefetch_in_backward = nullptr;
+  ShardingOptions options;
+};
+
+namespace {
+
+// Gather-compute-free forward, gather-recompute-reduce-scatter backward (see the header).
+class CheckpointedUnit : public torch::autograd::Function<CheckpointedUnit> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* context, torch::Tensor input,
+                               torch::TensorList shards, int64_t call_address) {
+    (void)shards;  // inputs only so that autograd routes their gradients
+    auto* call = reinterpret_cast<ShardedLlama::UnitCall*>(call_address);
+    context->saved_data["call"] = call_address;
+    context->save_for_backward({input});
+    UnitParameters parameters;
+    for (FlatParamUnit* unit : call->units) {
+      parameters.push_back(unit->views(unit->gather(call->options.compute_dtype)));
+    }
+    return call->compute(input, parameters);  // the gathered buffers die with `parameters`
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* context,
+                                                 torch::autograd::variable_list output_gradients) {
+    auto* call = reinterpret_cast<ShardedLlama::UnitCall*>(context->saved_data["call"].toInt());
+    const torch::Tensor input = context->get_saved_variables()[0];
+    // Backward runs with grad mode off: the recomputation must turn it back on, and the views
+    // must be taken inside that scope so that they track their flat buffer.
+    torch::AutoGradMode enable_grad(true);
+    std::vector<torch::Tensor> full_leaves;
+    UnitParameters parameters;
+    for (FlatParamUnit* unit : call->units) {
+      full_leaves.push_back(unit->gather(call->options.compute_dtype).detach().requires_grad_(true));
+      parameters.push_back(unit->views(full_leaves.back()));
+    }
+    if (call->prefetch_in_backward != nullptr && call->options.prefetch) {
+      call->prefetch_in_backward->prefetch(call->options.compute_dtype);
+    }
+    torch::Tensor input_leaf = input.detach();
+    if (input_leaf.is_floating_point()) input_leaf.requires_grad_(true);
+    {
+      const torch::Tensor output = call->compute(input_leaf, parameters);
+      torch::autograd::backward({output}, {output_gradients[0]});
+    }
+    torch::autograd::variable_list gradients;
+    gradients.push_back(input_leaf.requires_grad() ? input_leaf.grad() : torch::Tensor());
+    for (size_t index = 0; index < call->units.size(); ++index) {
+      gradients.push_back(
+          call->units[index]->reduce_scatter_mean(full_leaves[index].grad(), call->options.reduce_dtype));
+    }
+    gradients.emplace_back();  // call_address
+    return gradients;
+  }
+};
+
+}  // namespace
+
+ShardedLlama::ShardedLlama(LlamaConfig config, const LlamaWeights& weights, RopeScaling runtime_rope,
+                           std::shared_ptr<Communicator> communicator, ShardingOptions options)
+    : config_(std::move(config)),
+      rotary_(std::move(runtime_rope), config_.head_dim, config_.rope_theta,
+              config_.max_position_embeddings),
+      communicator_(std::move(communicator)),
+      options_(options) {
+  // Group the Hugging Face tensors into units: "model.embed_tokens", "model.layers.N", head.
+  const auto unit_of = [](const std::string& name) -> std::string {
+    if (name.rfind("model.layers.", 0) == 0) {
+      return name.substr(0, name.find('.', std::string("model.layers.").size()));
+    }
+    return name == "model.embed_tokens.weight" ? "embeddings" : "head";
+  };
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, torch::Tensor>>>> groups;
+  for (const auto& [name, tensor] : named_weights(config_, weights)) {
+    const std::string unit = unit_of(name);
+    if (groups.empty() || groups.back().first != unit) groups.push_back({unit, {}});
+    groups.back().second.emplace_back(name, tensor);
+  }
+  for (const auto& [unit, parameters] : groups) {
+    units_.push_back(std::make_unique<FlatParamUnit>(unit, parameters, communicator_));
+  }
+  LCTRAIN_CHECK(units_.size() == static_cast<size_t>(config_.num_hidden_layers) + 2,
+                "unexpected FSDP unit layout ({} units for {} layers)", units_.size(),
+                config_.num_hidden_layers);
+  for (WeightSlot& slot : weight_slots(config_, bound_)) bound_slots_[slot.name] = slot.tensor;
+}
+
+ShardedLlama::~ShardedLlama() = default;
+
+std::vector<torch::Tensor> ShardedLlama::parameters() {
+  std::vector<torch::Tensor> shards;
+  for (auto& unit : units_) shards.push_back(unit->shard());
+  return shards;
+}
+
+void ShardedLlama::bind_views(FlatParamUnit& unit, const std::vector<torch::Tensor>& views) {
+  for (size_t index = 0; index < views.size(); ++index) {
+    *bound_slots_.at(unit.entries()[index].name) = views[index];
+  }
+}
+
+void ShardedLlama::unbind_views(FlatParamUnit& unit) {
+  // Drop our references so the gathered buffer is freed as soon as the unit is done.
+  for (const FlatParamEntry& entry : unit.entries()) *bound_slots_.at(entry.name) = torch::Tensor();
+}
+
+torch::Tensor ShardedLlama::run_unit(UnitCall& call, const torch::Tensor& input) {
+  if (options_.activation_checkpointing) {
+    std::vector<torch::Tensor> shards;
+    for (FlatParamUnit* unit : call.units) shards.push_back(unit->shard());
+    // As a TensorList (not a vector) so that autograd sees the shards as differentiable inputs.
+    return CheckpointedUnit::apply(input, torch::TensorList(shards), reinterpret_cast<int64_t>(&call));
+  }
+  // Without checkpointing autograd keeps the gathered weights for backward; a hook on each
+  // gathered buffer reduce-scatters its gradient into the shard as soon as it is complete.
+  UnitParameters parameters;
+  for (FlatParamUnit* unit : call.units) {
+    torch::Tensor full = unit->gather(options_.compute_dtype).detach().requires_grad_(true);
+    const torch::ScalarType reduce_dtype = options_.reduce_dtype;
+    full.register_hook([unit, reduce_dtype](const torch::Tensor& gradient) {
+      unit->accumulate_gradient(unit->reduce_scatter_mean(gradient, reduce_dtype));
+      return torch::Tensor();
+    });
+    parameters.push_back(unit->views(full));
+  }
+  return call.compute(input, parameters);
+}
+
+torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tensor& targets) {
+  LCTRAIN_CHECK(inputs.dim() == 2 && inputs.sizes() == targets.sizes(),
+                "inputs and targets must both be [batch, length]");
+  live_calls_.clear();
+  const torch::Device device = units_.front()->shard().device();
+  const auto [cos, sin] = rotary_.cos_sin(0, inputs.size(1), device);
+  const size_t layer_count = static_cast<size_t>(config_.num_hidden_layers);
+  FlatParamUnit* embeddings = units_.front().get();
+  FlatParamUnit* head = units_.back().get();
+
+  const auto make_call = [&](std::vector<FlatParamUnit*> units, FlatParamUnit* previous,
+                             auto compute) -> UnitCall& {
+    auto call = std::make_unique<UnitCall>();
+    call->units = std::move(units);
+    call->prefetch_in_backward = previous;
+    call->options = options_;
+    call->compute = compute;
+    live_calls_.push_back(std::move(call));
+    return *live_calls_.back();
+  };
+
+  if (options_.prefetch) embeddings->prefetch(options_.compute_dtype);
+  UnitCall& embed_call = make_call({embeddings}, nullptr,
+                                   [](const torch::Tensor& ids, const UnitParameters& parameters) {
+                                     return torch::embedding(parameters[0][0], ids);
+                                   });
+  torch::Tensor hidden = run_unit(embed_call, inputs.to(device));
+
+  for (size_t layer = 0; layer < layer_count; ++layer) {
+    FlatParamUnit* unit = units_[layer + 1].get();
+    if (options_.prefetch) units_[layer + 2]->prefetch(options_.compute_dtype);
+    UnitCall& call = make_call(
+        {unit}, units_[layer].get(),
+        [this, unit, layer, cos = cos, sin = sin](const torch::Tensor& x,
+                                                  const UnitParameters& parameters) {
+          bind_views(*unit, parameters[0]);
+          torch::Tensor output =
+              decoder_layer_forward(config_, bound_.layers[layer], x, cos, sin, nullptr, layer);
+          unbind_views(*unit);
+          return output;
+        });
+    hidden = run_unit(call, hidden);
+  }
+
+  std::vector<FlatParamUnit*> head_units{head};
+  if (config_.tie_word_embeddings) head_units.push_back(embeddings);
+  const torch::Tensor flat_targets = targets.to(device).reshape({-1});
+  UnitCall& head_call = make_call(
+      head_units, units_[layer_count].get(),
+      [this, flat_targets](const torch::Tensor& x, const UnitParameters& parameters) {
+        const torch::Tensor& norm = parameters[0][0];
+        const torch::Tensor& lm_head = config_.tie_word_embeddings ? parameters[1][0] : parameters[0][1];
+        const auto normed = rms_norm(x, norm, config_.rms_norm_eps);
+        const auto logits = torch::nn::functional::linear(normed, lm_head).to(torch::kFloat32);
+        return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                    flat_targets);
+      });
+  return run_unit(head_call, hidden);
+}
+
+LlamaWeights ShardedLlama::gather_weights(torch::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  LlamaWeights weights;
+  std::map<std::string, torch::Tensor*> slots;
+  for (WeightSlot& slot : weight_slots(config_, weights)) slots[slot.name] = slot.tensor;
+  for (auto& unit : units_) {
+    const auto views = unit->views(unit->gather(torch::kFloat32));
+    for (size_t index = 0; index < views.size(); ++index) {
+      *slots.at(unit->entries()[index].name) = views[index].to(dtype).clone();
+    }
+  }
+  if (config_.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
+  return weights;
+}
+
+}  // namespace lctrain

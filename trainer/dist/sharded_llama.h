@@ -1,0 +1,68 @@
+// ShardedLlama: a LLaMA trained FSDP-style (ZeRO-3). Units: the embeddings, each decoder layer,
+// and final norm + lm_head. Each unit's fp32 master weights are sharded 1/W across ranks; its
+// full weights are gathered in the compute dtype just before it runs and freed right after.
+// With activation checkpointing (the default for long sequences) a layer's backward gathers
+// again, recomputes, and reduce-scatters its gradient into the shard: full parameters of a unit
+// exist only while it computes. Without checkpointing, gathered units stay alive until their
+// backward (activations need them) and gradients are reduce-scattered from a hook.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "dist/flat_param_unit.h"
+#include "model/llama_config.h"
+#include "model/llama_weights.h"
+#include "model/rope.h"
+
+namespace lctrain {
+
+struct ShardingOptions {
+  torch::ScalarType compute_dtype = torch::kBFloat16;
+  torch::ScalarType reduce_dtype = torch::kFloat32;
+  bool activation_checkpointing = true;
+  bool prefetch = true;  // start the next unit's gather while this one computes
+};
+
+class ShardedLlama {
+ public:
+  // `weights`: the full model, identical on every rank (each keeps only its shards).
+  ShardedLlama(LlamaConfig config, const LlamaWeights& weights, RopeScaling runtime_rope,
+               std::shared_ptr<Communicator> communicator, ShardingOptions options);
+  ~ShardedLlama();
+
+  // Mean next-token cross-entropy (fp32 scalar) of `targets` given `inputs`, both int64 [B, T].
+  // Call backward() on it before the next loss(): the autograd graph refers to per-call state.
+  torch::Tensor loss(const torch::Tensor& inputs, const torch::Tensor& targets);
+
+  // The fp32 master shards: what the optimizer updates and gradients accumulate into.
+  std::vector<torch::Tensor> parameters();
+  std::vector<std::unique_ptr<FlatParamUnit>>& units() { return units_; }
+
+  // The full weights (every rank gets them) in `dtype`, for export and evaluation.
+  LlamaWeights gather_weights(torch::ScalarType dtype);
+
+  const LlamaConfig& config() const { return config_; }
+  const ShardingOptions& options() const { return options_; }
+
+  struct UnitCall;  // one unit's computation within one loss() call
+
+ private:
+  torch::Tensor run_unit(UnitCall& call, const torch::Tensor& input);
+  void bind_views(FlatParamUnit& unit, const std::vector<torch::Tensor>& views);
+  void unbind_views(FlatParamUnit& unit);
+
+  LlamaConfig config_;
+  RotaryEmbedding rotary_;
+  std::shared_ptr<Communicator> communicator_;
+  ShardingOptions options_;
+  std::vector<std::unique_ptr<FlatParamUnit>> units_;  // embeddings, layers..., head
+  // A LlamaWeights whose tensors are pointed at a unit's gathered views while it computes.
+  LlamaWeights bound_;
+  std::map<std::string, torch::Tensor*> bound_slots_;
+  std::vector<std::unique_ptr<UnitCall>> live_calls_;
+};
+
+}  // namespace lctrain

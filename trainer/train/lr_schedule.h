@@ -1,0 +1,31 @@
+// LrSchedule: the learning rate of every optimizer step, as a pure function of the step number so
+// that a resumed run needs nothing but the step it resumes at.
+#pragma once
+
+#include <cstdint>
+
+#include "train/train_config.h"
+
+namespace lctrain {
+
+// The paper's schedule (section 3.1): linear warmup over warmup_steps from warmup_start_factor*lr
+// to lr, then constant; or, with type "cosine", cosine decay to min_lr_factor*lr over the
+// remaining steps. Step numbers are 0-based optimizer steps.
+class LrSchedule {
+ public:
+  LrSchedule(const TrainConfig::Optimizer& optimizer, const TrainConfig::Schedule& schedule,
+             int64_t total_steps);
+
+  // Pure function of step: resume needs no other state. Steps past the end keep the final value.
+  double lr_at(int64_t step) const;
+
+ private:
+  double lr_;
+  bool cosine_;
+  int64_t warmup_steps_;
+  double warmup_start_factor_;
+  double min_lr_factor_;
+  int64_t total_steps_;
+};
+
+}  // namespace lctrain

@@ -1,0 +1,92 @@
+// TrainConfig: everything a fine-tuning run needs (model, target window, data, optimizer, schedule,
+// distribution, output), loaded from one YAML file plus "section.key=value" command-line overrides.
+// The loader is the only place that parses these keys; the trainer, the launcher and the saved
+// effective config (to_yaml) all go through it, so a key means the same thing everywhere.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace lctrain {
+
+struct TrainConfig {
+  struct Model {
+    std::string path;    // Hugging Face folder to fine-tune; empty = random init from `config`
+    std::string config;  // path to a config.json for random init (used when path is empty)
+    uint64_t init_seed = 0;
+    double init_std = 0.02;
+  } model;
+  struct Context {
+    int64_t target_length = 0;       // L' (required, > 0)
+    int64_t original_length = 0;     // L; 0 = the model's max_position_embeddings
+    std::string scaling = "linear";  // linear | dynamic | yarn | llama3 | none
+  } context;
+  struct Data {
+    std::string path;  // token shards folder or a token file (required)
+    uint64_t seed = 0;
+  } data;
+  struct Training {
+    int64_t steps = 1000;
+    int64_t micro_batch_size = 1;  // sequences per rank per micro-step
+    int64_t gradient_accumulation = 1;
+    int64_t sequence_length = 0;        // 0 = context.target_length; never above it
+    std::string precision = "bf16";     // bf16 | fp16 | fp32
+    std::string reduce_dtype = "fp32";  // fp32 | bf16
+    bool activation_checkpointing = true;
+    double max_grad_norm = 1.0;  // <= 0 disables clipping
+    uint64_t seed = 0;
+  } training;
+  struct Optimizer {
+    double lr = 2e-5;
+    double beta1 = 0.9;
+    double beta2 = 0.95;
+    double eps = 1e-8;
+    double weight_decay = 0.0;
+  } optimizer;
+  struct Schedule {
+    std::string type = "constant";     // constant (paper: linear warmup then constant) | cosine
+    int64_t warmup_steps = 20;         // 0 = no warmup
+    double warmup_start_factor = 0.1;  // warmup starts at 10% of lr
+    double min_lr_factor = 0.0;        // cosine floor as a fraction of lr
+  } schedule;
+  struct Distributed {
+    std::string backend = "auto";  // auto | gloo | nccl
+    int64_t timeout_seconds = 600;
+  } distributed;
+  struct Output {
+    std::string dir = "out/run";
+    int64_t log_every = 1;
+    int64_t checkpoint_every = 0;  // 0 = only at the end
+    int64_t keep_checkpoints = 2;  // >= 1: the newest N are kept, older ones deleted
+  } output;
+
+  // Loads YAML, applies "dotted.key=value" overrides (e.g. "training.steps=10"), validates.
+  // Paths inside the config are kept as written (relative ones resolve against the working
+  // directory, not the YAML's folder). Every failure is an lctrain::Error naming the file and key.
+  static TrainConfig load(const std::filesystem::path& yaml_file,
+                          const std::vector<std::string>& overrides = {});
+  // The same from text; `source` names it in errors.
+  static TrainConfig from_yaml_text(const std::string& text, const std::string& source,
+                                    const std::vector<std::string>& overrides = {});
+  // The effective config as YAML text (every key, defaults included): saved into the output dir
+  // and re-loadable by from_yaml_text to an equal config.
+  std::string to_yaml() const;
+  // Checks every range and cross-key rule the loader checks; for configs built in code.
+  void validate(const std::string& source = "train config") const;
+  // "section.key" for every key the loader knows, in to_yaml order.
+  static std::vector<std::string> keys();
+
+  int64_t effective_sequence_length() const;
+  // Sequences per optimizer step across `world_size` ranks.
+  int64_t global_batch_size(int64_t world_size) const {
+    return training.micro_batch_size * training.gradient_accumulation * world_size;
+  }
+};
+
+// Field-by-field equality over every key the loader knows.
+bool operator==(const TrainConfig& a, const TrainConfig& b);
+inline bool operator!=(const TrainConfig& a, const TrainConfig& b) { return !(a == b); }
+
+}  // namespace lctrain
