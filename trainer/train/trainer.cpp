@@ -67,6 +67,19 @@ double clip_gradients(const std::vector<torch::Tensor>& shards, double max_norm,
   return norm;
 }
 
+// Bytes this rank holds for fp32 master shards and AdamW moments: what FSDP divides by W.
+std::pair<int64_t, int64_t> sharded_state_bytes(const std::vector<torch::Tensor>& shards,
+                                                torch::optim::AdamW& optimizer) {
+  int64_t parameters = 0;
+  for (const auto& shard : shards) parameters += shard.numel() * shard.element_size();
+  int64_t moments = 0;
+  for (const auto& [key, state] : optimizer.state()) {
+    const auto& adam = static_cast<const torch::optim::AdamWParamState&>(*state);
+    moments += adam.exp_avg().nbytes() + adam.exp_avg_sq().nbytes();
+  }
+  return {parameters, moments};
+}
+
 }  // namespace
 
 TrainingSummary run_training(const TrainConfig& config) {
@@ -147,6 +160,11 @@ TrainingSummary run_training(const TrainConfig& config) {
     const double grad_norm = clip_gradients(shards, config.training.max_grad_norm, *communicator);
     optimizer.step();
     const double loss = communicator->sum_over_ranks(local_loss) / static_cast<double>(world);
+    if (step == 0) {
+      const auto [parameter_bytes, moment_bytes] = sharded_state_bytes(shards, optimizer);
+      log()->info("rank {} holds {:.2f} MiB of fp32 parameter shards and {:.2f} MiB of AdamW moments",
+                  env.rank, parameter_bytes / 1048576.0, moment_bytes / 1048576.0);
+    }
 
     const std::chrono::duration<double> step_time = std::chrono::steady_clock::now() - step_started;
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
