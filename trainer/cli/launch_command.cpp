@@ -1,4 +1,4 @@
-// `lctrain launch`: start the workers of one node with torchrun's environment (see dist/launcher.h).
+// `lctrain launch`: the workers of one node with torchrun's environment (see dist/launcher.h).
 #include <filesystem>
 #include <system_error>
 
@@ -23,7 +23,8 @@ prefixed with "[rank R] ". SIGINT/SIGTERM sent to the launcher go to every worke
 If a worker fails, the others get SIGTERM, then SIGKILL after --kill-timeout seconds.
 
 Exit status: 0 if every worker exits 0 (also after a forwarded SIGINT/SIGTERM); otherwise the exit
-code of the first worker that failed, or 1 if it was killed by a signal (or the launch failed).)";
+code of the first worker that failed, or 1 if it was killed by a signal (or the launch failed).
+)";
 
 }  // namespace
 
@@ -71,7 +72,8 @@ Action add_launch_command(CLI::App& app) {
       launch.argv = {error ? std::string("lctrain") : self.string()};
       if (words.front().rfind('-', 0) != 0) {
         const auto level = spdlog::level::to_string_view(log()->level());
-        launch.argv.insert(launch.argv.end(), {"--log-level", std::string(level.data(), level.size())});
+        launch.argv.insert(launch.argv.end(),
+                           {"--log-level", std::string(level.data(), level.size())});
       }
       launch.argv.insert(launch.argv.end(), words.begin(), words.end());
     }

@@ -1,6 +1,8 @@
 #include "dist/launcher.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -9,9 +11,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <array>
@@ -222,7 +221,7 @@ struct Worker {
   int rank = 0;
   int local_rank = 0;
   pid_t pid = -1;
-  bool running = false;  // started and not reaped yet
+  bool running = false;         // started and not reaped yet
   std::vector<Stream> streams;  // stdout, stderr
 };
 
@@ -426,8 +425,12 @@ int supervise(WorkerSet& set, SignalPipe& signals, double kill_timeout_s) {
         log()->debug("rank {} {}", worker.rank, outcome.description);
         continue;
       }
+      // Only the first failure is the cause; later ones are usually our own SIGTERM at work.
+      if (failure) {
+        log()->warn("rank {} {}", worker.rank, outcome.description);
+        continue;
+      }
       log()->error("rank {} {}", worker.rank, outcome.description);
-      if (failure) continue;
       failure = outcome;
       if (set.any_running()) {
         log()->error("stopping the other workers (SIGTERM, SIGKILL after {}s)", kill_timeout_s);

@@ -30,7 +30,7 @@ struct LaunchOptions {
 int launch_local_workers(const LaunchOptions& options);
 
 // A TCP port that is free on `address` right now (bind to port 0, read it back, close). Another
-// process may take it before the workers bind it, as with torchrun; pass a fixed port to avoid that.
+// process may take it before the workers bind it (as with torchrun); a fixed port avoids that.
 int find_free_port(const std::string& address);
 
 }  // namespace lctrain::dist
