@@ -26,7 +26,8 @@ Action add_forward_command(CLI::App& app) {
     const std::vector<int64_t> ids = io::read_token_ids(options->ids_file);
     torch::NoGradGuard no_grad;
     const auto input = torch::tensor(ids, torch::kInt64).unsqueeze(0);
-    const auto logits = model.forward(input).squeeze(0).to(torch::kCPU, torch::kFloat32).contiguous();
+    const auto logits =
+        model.forward(input).squeeze(0).to(torch::kCPU, torch::kFloat32).contiguous();
     io::write_safetensors(options->out_file, {{"logits", logits}});
     log()->info("wrote logits [{}, {}] for {} tokens (RoPE {}) to {}", logits.size(0),
                 logits.size(1), ids.size(), model.runtime_rope().describe(), options->out_file);

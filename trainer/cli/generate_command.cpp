@@ -32,7 +32,8 @@ Action add_generate_command(CLI::App& app) {
     const std::vector<int64_t> prompt = tokenizer.encode(options->prompt);
     GenerateOptions generate;
     generate.max_new_tokens = options->max_new_tokens;
-    generate.stop_token = tokenizer.eos_id() >= 0 ? tokenizer.eos_id() : model.config().eos_token_id;
+    generate.stop_token =
+        tokenizer.eos_id() >= 0 ? tokenizer.eos_id() : model.config().eos_token_id;
     generate.use_cache = !options->no_cache;
     const std::vector<int64_t> tokens = greedy_generate(model, prompt, generate);
     // Decoding prompt and continuation together keeps SentencePiece's word-boundary spaces right.

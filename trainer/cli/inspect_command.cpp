@@ -39,7 +39,8 @@ Action add_inspect_command(CLI::App& app) {
               << stored_elements << " stored in " << checkpoint.names().size() << " tensors, "
               << files.size() << " file(s)\n";
     std::cout << "stored dtypes:       ";
-    for (const auto& [dtype, elements] : elements_per_dtype) std::cout << dtype << " " << elements << "  ";
+    for (const auto& [dtype, elements] : elements_per_dtype)
+      std::cout << dtype << " " << elements << "  ";
     std::cout << "\n"
               << "trained window:      " << config.max_position_embeddings << " tokens\n"
               << "rope_theta:          " << config.rope_theta << "\n"

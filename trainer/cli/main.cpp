@@ -1,6 +1,5 @@
 // lctrain command line: one subcommand per file under cli/, dispatched here.
 #include <CLI/CLI.hpp>
-
 #include <iostream>
 
 #include "cli/commands.h"

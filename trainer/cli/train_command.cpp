@@ -12,7 +12,8 @@ Action add_train_command(CLI::App& app) {
     std::vector<std::string> overrides;
   };
   auto options = std::make_shared<Options>();
-  CLI::App* command = app.add_subcommand("train", "Fine-tune (or pretrain) a LLaMA, sharded over ranks");
+  CLI::App* command =
+      app.add_subcommand("train", "Fine-tune (or pretrain) a LLaMA, sharded over ranks");
   command->add_option("--config", options->config_file, "training recipe (YAML)")->required();
   command->add_option("overrides", options->overrides,
                       "dotted.key=value overrides, e.g. training.steps=10 optimizer.lr=1e-4");

@@ -8,7 +8,9 @@
 namespace lctrain {
 
 TokenSequences::TokenSequences(torch::Tensor tokens, int64_t sequence_length, uint64_t seed)
-    : tokens_(tokens.to(torch::kInt64).contiguous()), sequence_length_(sequence_length), seed_(seed) {
+    : tokens_(tokens.to(torch::kInt64).contiguous()),
+      sequence_length_(sequence_length),
+      seed_(seed) {
   LCTRAIN_CHECK(sequence_length_ > 0, "sequence length must be positive");
   // Each window needs sequence_length inputs plus one more token for the last target.
   windows_ = (tokens_.numel() - 1) / sequence_length_;
@@ -19,7 +21,8 @@ TokenSequences::TokenSequences(torch::Tensor tokens, int64_t sequence_length, ui
 
 TokenSequences TokenSequences::from_file(const std::filesystem::path& path, int64_t sequence_length,
                                          uint64_t seed) {
-  LCTRAIN_CHECK(std::filesystem::is_regular_file(path), "token file {} does not exist", path.string());
+  LCTRAIN_CHECK(std::filesystem::is_regular_file(path), "token file {} does not exist",
+                path.string());
   if (path.extension() != ".bin") {
     const std::vector<int64_t> ids = io::read_token_ids(path);
     return TokenSequences(torch::tensor(ids, torch::kInt64), sequence_length, seed);
@@ -29,7 +32,8 @@ TokenSequences TokenSequences::from_file(const std::filesystem::path& path, int6
                 path.string(), bytes);
   auto raw = torch::empty({static_cast<int64_t>(bytes / 4)}, torch::kInt32);
   std::ifstream stream(path, std::ios::binary);
-  stream.read(reinterpret_cast<char*>(raw.data_ptr<int32_t>()), static_cast<std::streamsize>(bytes));
+  stream.read(reinterpret_cast<char*>(raw.data_ptr<int32_t>()),
+              static_cast<std::streamsize>(bytes));
   LCTRAIN_CHECK(stream.good(), "{}: read failed", path.string());
   LCTRAIN_CHECK(raw.min().item<int32_t>() >= 0, "{}: token ids above 2^31 are not supported",
                 path.string());
@@ -40,7 +44,8 @@ std::pair<torch::Tensor, torch::Tensor> TokenSequences::sequence(int64_t index) 
   LCTRAIN_CHECK(index >= 0, "sequence index must be >= 0");
   // A fresh permutation of the windows every epoch, seeded by (seed, epoch).
   const int64_t epoch = index / windows_;
-  auto generator = at::detail::createCPUGenerator(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
+  auto generator =
+      at::detail::createCPUGenerator(seed_ * 1000003ULL + static_cast<uint64_t>(epoch));
   const auto order = torch::randperm(windows_, generator, torch::kInt64);
   const int64_t window = order[index % windows_].item<int64_t>();
   const auto span = tokens_.narrow(0, window * sequence_length_, sequence_length_ + 1);

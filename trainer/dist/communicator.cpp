@@ -8,8 +8,9 @@ namespace lctrain {
 namespace {
 
 void check_flat_pair(const torch::Tensor& full, const torch::Tensor& shard, int world_size) {
-  LCTRAIN_CHECK(full.dim() == 1 && shard.dim() == 1 && full.is_contiguous() && shard.is_contiguous(),
-                "collectives take contiguous 1-D tensors");
+  LCTRAIN_CHECK(
+      full.dim() == 1 && shard.dim() == 1 && full.is_contiguous() && shard.is_contiguous(),
+      "collectives take contiguous 1-D tensors");
   LCTRAIN_CHECK(full.numel() == shard.numel() * world_size,
                 "flat tensor of {} elements is not {} shards of {}", full.numel(), world_size,
                 shard.numel());
@@ -50,9 +51,12 @@ auto guarded(const char* name, Body&& body) -> decltype(body()) {
 
 class BackendCommunicator final : public Communicator {
  public:
-  BackendCommunicator(c10::intrusive_ptr<compat::CollectiveBackend> backend, int rank, int world_size,
-                      std::string name)
-      : backend_(std::move(backend)), rank_(rank), world_size_(world_size), name_(std::move(name)) {}
+  BackendCommunicator(c10::intrusive_ptr<compat::CollectiveBackend> backend, int rank,
+                      int world_size, std::string name)
+      : backend_(std::move(backend)),
+        rank_(rank),
+        world_size_(world_size),
+        name_(std::move(name)) {}
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
@@ -88,7 +92,8 @@ class BackendCommunicator final : public Communicator {
       }
       auto work = backend_->allgather(outputs, inputs);
       // The buffers must outlive the work: the closure keeps them.
-      return PendingCollective([work, outputs, inputs] { guarded("all_gather", [&] { work->wait(); }); });
+      return PendingCollective(
+          [work, outputs, inputs] { guarded("all_gather", [&] { work->wait(); }); });
     });
   }
 
@@ -101,9 +106,9 @@ class BackendCommunicator final : public Communicator {
         return;
       }
       // Gloo: all-reduce a copy and keep our slice (W times the traffic, fine on CPU).
-      torch::Tensor summed = full.to(full.scalar_type() == torch::kBFloat16 ? torch::kFloat32
-                                                                            : full.scalar_type(),
-                                     /*non_blocking=*/false, /*copy=*/true);
+      torch::Tensor summed =
+          full.to(full.scalar_type() == torch::kBFloat16 ? torch::kFloat32 : full.scalar_type(),
+                  /*non_blocking=*/false, /*copy=*/true);
       std::vector<torch::Tensor> tensors{summed};
       backend_->allreduce(tensors)->wait();
       shard.copy_(summed.narrow(0, rank_ * shard.numel(), shard.numel()));
@@ -156,8 +161,8 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
   if (!env.is_distributed()) return single_process();
   std::string name = backend;
   if (name == "auto") name = device.is_cuda() ? "nccl" : "gloo";
-  LCTRAIN_CHECK(name == "gloo" || name == "nccl", "unknown distributed backend '{}' (auto, gloo, nccl)",
-                name);
+  LCTRAIN_CHECK(name == "gloo" || name == "nccl",
+                "unknown distributed backend '{}' (auto, gloo, nccl)", name);
   log()->info("rank {}/{}: rendezvous at {}:{} ({}, timeout {} s)", env.rank, env.world_size,
               env.master_addr, env.master_port, name, timeout.count() / 1000);
   return guarded("rendezvous", [&]() -> std::shared_ptr<Communicator> {
@@ -173,7 +178,8 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
 #ifdef LCTRAIN_WITH_CUDA
       auto options = c10d::ProcessGroupNCCL::Options::create();
       options->timeout = timeout;
-      auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, options);
+      auto nccl =
+          c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, options);
       return std::make_shared<BackendCommunicator>(nccl, env.rank, env.world_size, name);
 #else
       throw Error("backend nccl needs a CUDA build of lctrain (this LibTorch has no CUDA)");
@@ -188,7 +194,8 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
     options->threads = 2;
-    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
+    auto gloo =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
     return std::make_shared<BackendCommunicator>(gloo, env.rank, env.world_size, name);
   });
 }

@@ -11,7 +11,8 @@ int parse_int(const std::string& name, const std::string& text) {
   try {
     size_t used = 0;
     const int value = std::stoi(text, &used);
-    LCTRAIN_CHECK(used == text.size(), "environment variable {}='{}' is not an integer", name, text);
+    LCTRAIN_CHECK(used == text.size(), "environment variable {}='{}' is not an integer", name,
+                  text);
     return value;
   } catch (const std::logic_error&) {
     throw Error("environment variable {}='{}' is not an integer", name, text);
@@ -63,10 +64,11 @@ DistributedEnv DistributedEnv::from_lookup(
     env.local_rank = integer("SLURM_LOCALID").value_or(0);
     // MASTER_ADDR/PORT win when the batch script exports them; else the first node, a port
     // derived from the job id so that concurrent jobs on a node do not collide.
-    const auto node_list = lookup("SLURM_STEP_NODELIST") ? lookup("SLURM_STEP_NODELIST")
-                                                         : lookup("SLURM_NODELIST");
-    env.master_addr = lookup("MASTER_ADDR").value_or(node_list ? first_slurm_host(*node_list)
-                                                               : std::string("127.0.0.1"));
+    const auto node_list =
+        lookup("SLURM_STEP_NODELIST") ? lookup("SLURM_STEP_NODELIST") : lookup("SLURM_NODELIST");
+    env.master_addr =
+        lookup("MASTER_ADDR")
+            .value_or(node_list ? first_slurm_host(*node_list) : std::string("127.0.0.1"));
     const int job_id = integer("SLURM_JOB_ID").value_or(0);
     env.master_port = integer("MASTER_PORT").value_or(20000 + job_id % 10000);
   }

@@ -21,7 +21,8 @@ struct DistributedEnv {
   // of 1. Inconsistent values (RANK >= WORLD_SIZE, non-numbers) raise Error naming the variable.
   static DistributedEnv from_environment();
   // Same, from a lookup function (tests pass a map).
-  static DistributedEnv from_lookup(const std::function<std::optional<std::string>(const std::string&)>& lookup);
+  static DistributedEnv from_lookup(
+      const std::function<std::optional<std::string>(const std::string&)>& lookup);
 
   bool is_distributed() const { return world_size > 1; }
   bool is_main() const { return rank == 0; }

@@ -25,12 +25,13 @@ struct FlatParamEntry {
 class FlatParamUnit {
  public:
   // `parameters`: the unit's full tensors, identical on every rank (any dtype; kept as fp32).
-  FlatParamUnit(std::string name, const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
+  FlatParamUnit(std::string name,
+                const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
                 std::shared_ptr<Communicator> communicator);
 
   const std::string& name() const { return name_; }
   const std::vector<FlatParamEntry>& entries() const { return entries_; }
-  int64_t numel() const { return numel_; }              // real elements
+  int64_t numel() const { return numel_; }                // real elements
   int64_t padded_numel() const { return padded_numel_; }  // multiple of the world size
   int64_t shard_numel() const { return padded_numel_ / communicator_->world_size(); }
 
@@ -45,7 +46,8 @@ class FlatParamUnit {
   // Views of `full` shaped as the unit's parameters, in construction order.
   std::vector<torch::Tensor> views(const torch::Tensor& full) const;
   // Sums a full-size gradient over ranks, keeps this rank's slice, averages by the world size.
-  torch::Tensor reduce_scatter_mean(const torch::Tensor& full_gradient, torch::ScalarType reduce_dtype);
+  torch::Tensor reduce_scatter_mean(const torch::Tensor& full_gradient,
+                                    torch::ScalarType reduce_dtype);
   // Adds a shard-sized gradient into shard().grad().
   void accumulate_gradient(const torch::Tensor& shard_gradient);
 

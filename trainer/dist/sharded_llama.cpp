@@ -45,7 +45,8 @@ class CheckpointedUnit : public torch::autograd::Function<CheckpointedUnit> {
     std::vector<torch::Tensor> full_leaves;
     UnitParameters parameters;
     for (FlatParamUnit* unit : call->units) {
-      full_leaves.push_back(unit->gather(call->options.compute_dtype).detach().requires_grad_(true));
+      full_leaves.push_back(
+          unit->gather(call->options.compute_dtype).detach().requires_grad_(true));
       parameters.push_back(unit->views(full_leaves.back()));
     }
     if (call->prefetch_in_backward != nullptr && call->options.prefetch) {
@@ -60,8 +61,8 @@ class CheckpointedUnit : public torch::autograd::Function<CheckpointedUnit> {
     torch::autograd::variable_list gradients;
     gradients.push_back(input_leaf.requires_grad() ? input_leaf.grad() : torch::Tensor());
     for (size_t index = 0; index < call->units.size(); ++index) {
-      gradients.push_back(
-          call->units[index]->reduce_scatter_mean(full_leaves[index].grad(), call->options.reduce_dtype));
+      gradients.push_back(call->units[index]->reduce_scatter_mean(full_leaves[index].grad(),
+                                                                  call->options.reduce_dtype));
     }
     gradients.emplace_back();  // call_address
     return gradients;
@@ -70,8 +71,9 @@ class CheckpointedUnit : public torch::autograd::Function<CheckpointedUnit> {
 
 }  // namespace
 
-ShardedLlama::ShardedLlama(LlamaConfig config, const LlamaWeights& weights, RopeScaling runtime_rope,
-                           std::shared_ptr<Communicator> communicator, ShardingOptions options)
+ShardedLlama::ShardedLlama(LlamaConfig config, const LlamaWeights& weights,
+                           RopeScaling runtime_rope, std::shared_ptr<Communicator> communicator,
+                           ShardingOptions options)
     : config_(std::move(config)),
       rotary_(std::move(runtime_rope), config_.head_dim, config_.rope_theta,
               config_.max_position_embeddings),
@@ -123,7 +125,8 @@ torch::Tensor ShardedLlama::run_unit(UnitCall& call, const torch::Tensor& input)
     std::vector<torch::Tensor> shards;
     for (FlatParamUnit* unit : call.units) shards.push_back(unit->shard());
     // As a TensorList (not a vector) so that autograd sees the shards as differentiable inputs.
-    return CheckpointedUnit::apply(input, torch::TensorList(shards), reinterpret_cast<int64_t>(&call));
+    return CheckpointedUnit::apply(input, torch::TensorList(shards),
+                                   reinterpret_cast<int64_t>(&call));
   }
   // Without checkpointing autograd keeps the gathered weights for backward; a hook on each
   // gathered buffer reduce-scatters its gradient into the shard as soon as it is complete.
@@ -171,16 +174,15 @@ torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tenso
   for (size_t layer = 0; layer < layer_count; ++layer) {
     FlatParamUnit* unit = units_[layer + 1].get();
     if (options_.prefetch) units_[layer + 2]->prefetch(options_.compute_dtype);
-    UnitCall& call = make_call(
-        {unit}, units_[layer].get(),
-        [this, unit, layer, cos = cos, sin = sin](const torch::Tensor& x,
-                                                  const UnitParameters& parameters) {
-          bind_views(*unit, parameters[0]);
-          torch::Tensor output =
-              decoder_layer_forward(config_, bound_.layers[layer], x, cos, sin, nullptr, layer);
-          unbind_views(*unit);
-          return output;
-        });
+    UnitCall& call = make_call({unit}, units_[layer].get(),
+                               [this, unit, layer, cos = cos, sin = sin](
+                                   const torch::Tensor& x, const UnitParameters& parameters) {
+                                 bind_views(*unit, parameters[0]);
+                                 torch::Tensor output = decoder_layer_forward(
+                                     config_, bound_.layers[layer], x, cos, sin, nullptr, layer);
+                                 unbind_views(*unit);
+                                 return output;
+                               });
     hidden = run_unit(call, hidden);
   }
 
@@ -191,7 +193,8 @@ torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tenso
       head_units, units_[layer_count].get(),
       [this, flat_targets](const torch::Tensor& x, const UnitParameters& parameters) {
         const torch::Tensor& norm = parameters[0][0];
-        const torch::Tensor& lm_head = config_.tie_word_embeddings ? parameters[1][0] : parameters[0][1];
+        const torch::Tensor& lm_head =
+            config_.tie_word_embeddings ? parameters[1][0] : parameters[0][1];
         const auto normed = rms_norm(x, norm, config_.rms_norm_eps);
         const auto logits = torch::nn::functional::linear(normed, lm_head).to(torch::kFloat32);
         return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),

@@ -116,6 +116,14 @@ std::string dtype_name(torch::ScalarType dtype) {
 void save_model(const std::filesystem::path& model_dir, const LlamaConfig& config,
                 const LlamaWeights& weights, torch::ScalarType dtype, uint64_t max_shard_bytes) {
   std::filesystem::create_directories(model_dir);
+  // Weight files of an earlier save would be read instead of (or mixed with) the new ones.
+  for (const auto& entry : std::filesystem::directory_iterator(model_dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool weights =
+        name.rfind("model", 0) == 0 &&
+        (entry.path().extension() == ".safetensors" || name == "model.safetensors.index.json");
+    if (weights) std::filesystem::remove(entry.path());
+  }
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (auto& [name, tensor] : named_weights(config, weights)) {
     tensors.emplace_back(name, tensor.to(torch::kCPU, dtype).contiguous());

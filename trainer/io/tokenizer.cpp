@@ -10,6 +10,13 @@ namespace {
 
 using LoadFunction = SentencePieceBackend* (*)(const char*, std::string*);
 
+// AddressSanitizer refuses RTLD_DEEPBIND (google/sanitizers#611); sanitizer builds do without it.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kDlopenFlags = RTLD_NOW | RTLD_LOCAL;
+#else
+constexpr int kDlopenFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#endif
+
 std::filesystem::path executable_dir() {
   std::error_code error;
   const auto executable = std::filesystem::read_symlink("/proc/self/exe", error);
@@ -31,7 +38,7 @@ LoadFunction bridge_loader() {
     std::string failures;
     for (const auto& candidate : candidates) {
       if (!std::filesystem::exists(candidate)) continue;
-      void* handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      void* handle = dlopen(candidate.c_str(), kDlopenFlags);
       if (handle == nullptr) {
         failures += std::string(" ") + dlerror();
         continue;
@@ -41,9 +48,10 @@ LoadFunction bridge_loader() {
         return reinterpret_cast<LoadFunction>(symbol);
       }
     }
-    throw Error("cannot load the SentencePiece bridge liblctrain_sentencepiece.so (looked beside "
-                "the executable and in the build folder; set LCTRAIN_SENTENCEPIECE_BRIDGE){}",
-                failures);
+    throw Error(
+        "cannot load the SentencePiece bridge liblctrain_sentencepiece.so (looked beside "
+        "the executable and in the build folder; set LCTRAIN_SENTENCEPIECE_BRIDGE){}",
+        failures);
   }();
   return loader;
 }
@@ -58,23 +66,25 @@ Tokenizer Tokenizer::load(const std::filesystem::path& model_file) {
                 model_file.string());
   std::string error;
   SentencePieceBackend* backend = bridge_loader()(model_file.c_str(), &error);
-  LCTRAIN_CHECK(backend != nullptr, "{} is not a valid SentencePiece model: {}", model_file.string(),
-                error);
+  LCTRAIN_CHECK(backend != nullptr, "{} is not a valid SentencePiece model: {}",
+                model_file.string(), error);
   return Tokenizer(std::shared_ptr<const SentencePieceBackend>(backend));
 }
 
 Tokenizer Tokenizer::from_model_dir(const std::filesystem::path& model_dir) {
   const auto path = model_dir / "tokenizer.model";
-  LCTRAIN_CHECK(std::filesystem::exists(path),
-                "{} has no tokenizer.model (lctrain reads SentencePiece tokenizers, as LLaMA 1/2 use)",
-                model_dir.string());
+  LCTRAIN_CHECK(
+      std::filesystem::exists(path),
+      "{} has no tokenizer.model (lctrain reads SentencePiece tokenizers, as LLaMA 1/2 use)",
+      model_dir.string());
   return load(path);
 }
 
 std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_bos, bool add_eos) const {
   std::vector<int> pieces;
   std::string error;
-  LCTRAIN_CHECK(backend_->encode(text, &pieces, &error), "tokenizer failed to encode text: {}", error);
+  LCTRAIN_CHECK(backend_->encode(text, &pieces, &error), "tokenizer failed to encode text: {}",
+                error);
   std::vector<int64_t> ids;
   ids.reserve(pieces.size() + 2);
   if (add_bos && bos_id() >= 0) ids.push_back(bos_id());
@@ -93,7 +103,8 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
   }
   std::string text;
   std::string error;
-  LCTRAIN_CHECK(backend_->decode(pieces, &text, &error), "tokenizer failed to decode ids: {}", error);
+  LCTRAIN_CHECK(backend_->decode(pieces, &text, &error), "tokenizer failed to decode ids: {}",
+                error);
   return text;
 }
 

@@ -10,7 +10,8 @@ KVCache::KVCache(const LlamaConfig& config, int64_t batch, int64_t capacity,
   LCTRAIN_CHECK(batch > 0 && capacity > 0, "KV cache needs a positive batch and capacity");
   const auto options = torch::TensorOptions().dtype(dtype).device(device);
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
-    keys_.push_back(torch::empty({batch, config.num_key_value_heads, capacity, config.head_dim}, options));
+    keys_.push_back(
+        torch::empty({batch, config.num_key_value_heads, capacity, config.head_dim}, options));
     values_.push_back(torch::empty_like(keys_.back()));
   }
 }

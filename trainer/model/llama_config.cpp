@@ -6,7 +6,8 @@
 namespace lctrain {
 namespace {
 
-// eos_token_id may be a list in LLaMA 3 configs; the first entry is the one greedy decoding stops at.
+// eos_token_id may be a list in LLaMA 3 configs; the first entry is the one greedy decoding stops
+// at.
 int64_t first_token_id(const JsonFields& fields, const std::string& key, int64_t fallback) {
   if (!fields.has(key)) return fallback;
   const nlohmann::json& value = fields.raw(key);
@@ -53,7 +54,8 @@ LlamaConfig LlamaConfig::from_json(const nlohmann::json& json, const std::string
   config.bos_token_id = first_token_id(fields, "bos_token_id", 1);
   config.eos_token_id = first_token_id(fields, "eos_token_id", 2);
   if (fields.has("rope_scaling")) {
-    config.rope_scaling = RopeScaling::from_json(fields.raw("rope_scaling"), source + " rope_scaling");
+    config.rope_scaling =
+        RopeScaling::from_json(fields.raw("rope_scaling"), source + " rope_scaling");
   }
   config.validate(source);
   return config;
@@ -77,7 +79,8 @@ void LlamaConfig::validate(const std::string& source) const {
   positive(max_position_embeddings, "max_position_embeddings");
   // Guard against absurd values that would only fail later inside an allocation.
   constexpr int64_t kLimit = int64_t{1} << 24;
-  for (const auto& [value, key] : {std::pair{vocab_size, "vocab_size"}, {hidden_size, "hidden_size"},
+  for (const auto& [value, key] : {std::pair{vocab_size, "vocab_size"},
+                                   {hidden_size, "hidden_size"},
                                    {intermediate_size, "intermediate_size"},
                                    {num_hidden_layers, "num_hidden_layers"},
                                    {num_attention_heads, "num_attention_heads"},
@@ -85,11 +88,11 @@ void LlamaConfig::validate(const std::string& source) const {
     LCTRAIN_CHECK(value <= kLimit, "{}: '{}' = {} is implausibly large", source, key, value);
   }
   LCTRAIN_CHECK(num_attention_heads % num_key_value_heads == 0,
-                "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", source,
-                num_attention_heads, num_key_value_heads);
+                "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
+                source, num_attention_heads, num_key_value_heads);
   LCTRAIN_CHECK(head_dim % 2 == 0, "{}: head_dim must be even for RoPE, got {}", source, head_dim);
-  LCTRAIN_CHECK(rms_norm_eps > 0.0 && rms_norm_eps < 1.0, "{}: rms_norm_eps must be in (0, 1), got {}",
-                source, rms_norm_eps);
+  LCTRAIN_CHECK(rms_norm_eps > 0.0 && rms_norm_eps < 1.0,
+                "{}: rms_norm_eps must be in (0, 1), got {}", source, rms_norm_eps);
   LCTRAIN_CHECK(rope_theta > 1.0 && std::isfinite(rope_theta), "{}: rope_theta must be > 1, got {}",
                 source, rope_theta);
 }

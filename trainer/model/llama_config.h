@@ -2,9 +2,8 @@
 // back to) a Hugging Face config.json. Runtime choices (dtype, RoPE override) live elsewhere.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "model/rope_scaling.h"

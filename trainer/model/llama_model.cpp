@@ -6,7 +6,8 @@
 namespace lctrain {
 namespace {
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias) {
   return bias.defined() ? torch::nn::functional::linear(x, weight, bias)
                         : torch::nn::functional::linear(x, weight);
 }

@@ -12,7 +12,8 @@ std::vector<WeightSlot> weight_slots(const LlamaConfig& config, LlamaWeights& we
   weights.layers.resize(static_cast<size_t>(config.num_hidden_layers));
 
   std::vector<WeightSlot> slots;
-  slots.push_back({"model.embed_tokens.weight", {config.vocab_size, hidden}, &weights.embed_tokens});
+  slots.push_back(
+      {"model.embed_tokens.weight", {config.vocab_size, hidden}, &weights.embed_tokens});
   for (int64_t index = 0; index < config.num_hidden_layers; ++index) {
     DecoderLayerWeights& layer = weights.layers[static_cast<size_t>(index)];
     const std::string prefix = fmt::format("model.layers.{}.", index);
@@ -51,7 +52,8 @@ std::vector<std::pair<std::string, torch::Tensor>> named_weights(const LlamaConf
                                                                  const LlamaWeights& weights) {
   LlamaWeights view = weights;  // shallow: tensors share storage
   std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (const WeightSlot& slot : weight_slots(config, view)) named.emplace_back(slot.name, *slot.tensor);
+  for (const WeightSlot& slot : weight_slots(config, view))
+    named.emplace_back(slot.name, *slot.tensor);
   return named;
 }
 
@@ -61,7 +63,8 @@ LlamaWeights init_llama_weights(const LlamaConfig& config, torch::ScalarType dty
   LlamaWeights weights;
   for (WeightSlot& slot : weight_slots(config, weights)) {
     const bool is_norm = slot.name.find("norm") != std::string::npos;
-    const bool is_bias = slot.name.size() >= 4 && slot.name.compare(slot.name.size() - 4, 4, "bias") == 0;
+    const bool is_bias =
+        slot.name.size() >= 4 && slot.name.compare(slot.name.size() - 4, 4, "bias") == 0;
     torch::Tensor value;
     if (is_norm) {
       value = torch::ones(slot.shape, torch::kFloat32);

@@ -13,13 +13,13 @@
 namespace lctrain {
 
 struct AttentionWeights {
-  torch::Tensor q_proj, k_proj, v_proj, o_proj;      // [out, in], as nn.Linear stores them
-  torch::Tensor q_bias, k_bias, v_bias, o_bias;      // undefined unless attention_bias
+  torch::Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in], as nn.Linear stores them
+  torch::Tensor q_bias, k_bias, v_bias, o_bias;  // undefined unless attention_bias
 };
 
 struct MlpWeights {
   torch::Tensor gate_proj, up_proj, down_proj;
-  torch::Tensor gate_bias, up_bias, down_bias;       // undefined unless mlp_bias
+  torch::Tensor gate_bias, up_bias, down_bias;  // undefined unless mlp_bias
 };
 
 struct DecoderLayerWeights {

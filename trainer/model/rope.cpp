@@ -9,8 +9,8 @@ namespace lctrain {
 namespace {
 
 torch::Tensor default_inverse_frequencies(int64_t head_dim, double theta) {
-  const auto exponents =
-      torch::arange(0, head_dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(head_dim);
+  const auto exponents = torch::arange(0, head_dim, 2, torch::kInt64).to(torch::kFloat32) /
+                         static_cast<double>(head_dim);
   return 1.0 / torch::pow(theta, exponents);
 }
 
@@ -70,8 +70,8 @@ RopeFrequencies yarn_frequencies(const RopeScaling& scaling, int64_t head_dim, d
       torch::pow(theta, torch::arange(0, head_dim, 2).to(torch::kFloat32) / dim);
   const auto extrapolation = 1.0 / position_frequencies;
   const auto interpolation = 1.0 / (factor * position_frequencies);
-  const auto ramp = torch::clamp(
-      (torch::arange(head_dim / 2, torch::kFloat32) - low) / (high - low), 0.0, 1.0);
+  const auto ramp =
+      torch::clamp((torch::arange(head_dim / 2, torch::kFloat32) - low) / (high - low), 0.0, 1.0);
   const auto extrapolation_weight = 1.0 - ramp;
   return {interpolation * (1.0 - extrapolation_weight) + extrapolation * extrapolation_weight,
           attention_factor};
@@ -85,12 +85,13 @@ RopeFrequencies llama3_frequencies(const RopeScaling& scaling, int64_t head_dim,
   const double low_frequency_wavelength = window / scaling.low_freq_factor;
   const double high_frequency_wavelength = window / scaling.high_freq_factor;
   const auto wavelength = 2.0 * M_PI / inverse;
-  auto scaled = torch::where(wavelength > low_frequency_wavelength, inverse / scaling.factor, inverse);
+  auto scaled =
+      torch::where(wavelength > low_frequency_wavelength, inverse / scaling.factor, inverse);
   const auto smooth = (window / wavelength - scaling.low_freq_factor) /
                       (scaling.high_freq_factor - scaling.low_freq_factor);
   const auto smoothed = (1.0 - smooth) * scaled / scaling.factor + smooth * scaled;
-  const auto is_medium = (wavelength >= high_frequency_wavelength).logical_and(
-      wavelength <= low_frequency_wavelength);
+  const auto is_medium =
+      (wavelength >= high_frequency_wavelength).logical_and(wavelength <= low_frequency_wavelength);
   return {torch::where(is_medium, smoothed, scaled), 1.0};
 }
 
@@ -106,7 +107,8 @@ RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int64_t hea
       // Position Interpolation: f'(x, m) = f(x, m / factor), i.e. every frequency divided by it.
       return {default_inverse_frequencies(head_dim, theta) / scaling.factor, 1.0};
     case RopeScalingType::kDynamic:
-      return dynamic_frequencies(scaling, head_dim, theta, max_position_embeddings, sequence_length);
+      return dynamic_frequencies(scaling, head_dim, theta, max_position_embeddings,
+                                 sequence_length);
     case RopeScalingType::kYarn:
       return yarn_frequencies(scaling, head_dim, theta, max_position_embeddings);
     case RopeScalingType::kLlama3:
@@ -138,7 +140,8 @@ void RotaryEmbedding::rebuild(int64_t frequency_key, int64_t table_length,
 
 std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(int64_t start, int64_t length,
                                                                  const torch::Device& device) {
-  LCTRAIN_CHECK(start >= 0 && length >= 0, "invalid RoPE positions [{}, {})", start, start + length);
+  LCTRAIN_CHECK(start >= 0 && length >= 0, "invalid RoPE positions [{}, {})", start,
+                start + length);
   const int64_t end = start + length;
   // Dynamic NTK frequencies depend on the sequence length seen so far (HF: max position + 1);
   // every other scaling has one set of frequencies, and the table only grows.

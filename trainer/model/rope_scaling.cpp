@@ -29,11 +29,16 @@ void check_positive(double value, const std::string& key, const std::string& sou
 
 std::string rope_scaling_type_name(RopeScalingType type) {
   switch (type) {
-    case RopeScalingType::kNone: return "default";
-    case RopeScalingType::kLinear: return "linear";
-    case RopeScalingType::kDynamic: return "dynamic";
-    case RopeScalingType::kYarn: return "yarn";
-    case RopeScalingType::kLlama3: return "llama3";
+    case RopeScalingType::kNone:
+      return "default";
+    case RopeScalingType::kLinear:
+      return "linear";
+    case RopeScalingType::kDynamic:
+      return "dynamic";
+    case RopeScalingType::kYarn:
+      return "yarn";
+    case RopeScalingType::kLlama3:
+      return "llama3";
   }
   return "unknown";
 }
@@ -100,7 +105,8 @@ RopeScaling RopeScaling::from_json(const nlohmann::json& json, const std::string
     scaling.mscale = fields.optional_number("mscale");
     scaling.mscale_all_dim = fields.optional_number("mscale_all_dim");
     scaling.truncate = fields.optional_bool("truncate").value_or(true);
-    if (scaling.attention_factor) check_positive(*scaling.attention_factor, "attention_factor", source);
+    if (scaling.attention_factor)
+      check_positive(*scaling.attention_factor, "attention_factor", source);
   }
   return scaling;
 }

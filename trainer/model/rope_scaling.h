@@ -3,7 +3,6 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
-
 #include <optional>
 #include <string>
 
@@ -22,10 +21,10 @@ struct RopeScaling {
   double factor = 1.0;
   // llama3 (required) and yarn (optional): the window the model was pre-trained with.
   std::optional<int64_t> original_max_position_embeddings;
-  double low_freq_factor = 1.0;   // llama3
-  double high_freq_factor = 4.0;  // llama3
-  double beta_fast = 32.0;        // yarn
-  double beta_slow = 1.0;         // yarn
+  double low_freq_factor = 1.0;            // llama3
+  double high_freq_factor = 4.0;           // llama3
+  double beta_fast = 32.0;                 // yarn
+  double beta_slow = 1.0;                  // yarn
   std::optional<double> attention_factor;  // yarn: overrides 0.1 ln(factor) + 1
   std::optional<double> mscale;            // yarn (DeepSeek style)
   std::optional<double> mscale_all_dim;    // yarn (DeepSeek style)

@@ -162,8 +162,9 @@ TrainingSummary run_training(const TrainConfig& config) {
     const double loss = communicator->sum_over_ranks(local_loss) / static_cast<double>(world);
     if (step == 0) {
       const auto [parameter_bytes, moment_bytes] = sharded_state_bytes(shards, optimizer);
-      log()->info("rank {} holds {:.2f} MiB of fp32 parameter shards and {:.2f} MiB of AdamW moments",
-                  env.rank, parameter_bytes / 1048576.0, moment_bytes / 1048576.0);
+      log()->info(
+          "rank {} holds {:.2f} MiB of fp32 parameter shards and {:.2f} MiB of AdamW moments",
+          env.rank, parameter_bytes / 1048576.0, moment_bytes / 1048576.0);
     }
 
     const std::chrono::duration<double> step_time = std::chrono::steady_clock::now() - step_started;

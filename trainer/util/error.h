@@ -32,9 +32,9 @@ auto with_context(const std::string& context, Body&& body) -> decltype(body()) {
 }  // namespace lctrain
 
 // Throws lctrain::Error with a formatted message when `condition` is false.
-#define LCTRAIN_CHECK(condition, ...)          \
-  do {                                         \
-    if (!(condition)) {                        \
-      throw ::lctrain::Error(__VA_ARGS__);     \
-    }                                          \
+#define LCTRAIN_CHECK(condition, ...)      \
+  do {                                     \
+    if (!(condition)) {                    \
+      throw ::lctrain::Error(__VA_ARGS__); \
+    }                                      \
   } while (false)

@@ -48,16 +48,17 @@ int64_t JsonFields::required_int(const std::string& key) const {
   // JSON writers sometimes emit integral values as 4096.0; accept those, reject 4096.5.
   if (value.is_number_float()) {
     const double number = value.get<double>();
-    LCTRAIN_CHECK(std::isfinite(number) && number == std::floor(number) &&
-                      std::fabs(number) < 9.0e15,
-                  "{}: key '{}' must be an integer, got {}", source_, key, value.dump());
+    LCTRAIN_CHECK(
+        std::isfinite(number) && number == std::floor(number) && std::fabs(number) < 9.0e15,
+        "{}: key '{}' must be an integer, got {}", source_, key, value.dump());
     return static_cast<int64_t>(number);
   }
   LCTRAIN_CHECK(value.is_number_integer(), "{}: key '{}' must be an integer, got {}", source_, key,
                 value.dump());
   if (value.is_number_unsigned()) {
-    LCTRAIN_CHECK(value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
-                  "{}: key '{}' is out of range: {}", source_, key, value.dump());
+    LCTRAIN_CHECK(
+        value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
+        "{}: key '{}' is out of range: {}", source_, key, value.dump());
   }
   return value.get<int64_t>();
 }

@@ -2,9 +2,8 @@
 // Every JSON document the user hands us (config.json, rope_scaling, indexes) is read through this.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 

@@ -1,4 +1,5 @@
-// The project's one logger (spdlog). Everything logs through lctrain::log(); the CLI sets the level.
+// The project's one logger (spdlog). Everything logs through lctrain::log(); the CLI sets the
+// level.
 #pragma once
 
 #include <spdlog/spdlog.h>
