@@ -28,8 +28,7 @@ using testing::run_command;
 using testing::ScratchDir;
 using testing::write_text;
 
-std::string quoted(const std::string& text) { return "'" + text + "'"; }
-std::string quoted(const std::filesystem::path& path) { return quoted(path.string()); }
+using testing::quoted;
 
 // Runs `lctrain <args>`, stdout and stderr together.
 testing::CommandResult lctrain(const std::string& args) {
@@ -107,45 +106,6 @@ TEST(CliInspect, DescribesTheParityFixture) {
 // generate on a model folder built here: a SentencePiece tokenizer trained with spm_train and a
 // random LLaMA of the tokenizer's vocabulary size.
 
-const char* const kSentences[] = {
-    "The grass is green and the sky is blue over the quiet valley.",
-    "A small model reads tokens one by one and predicts the next token.",
-    "Position interpolation rescales rotary embeddings to read longer documents.",
-    "Every morning the baker opens the shop before the sun rises.",
-    "Rivers carry water from the mountains down to the wide sea.",
-    "Long context windows let a language model remember earlier pages.",
-    "The cat sleeps on the warm window sill while rain falls outside.",
-    "Quick brown foxes jump over lazy dogs in the yellow field.",
-    "We trained the network for three days on a single machine.",
-    "Jack packed five boxes of books, maps, and old photographs.",
-    "Zebras, yaks and owls live in very different places.",
-    "Learning rates that are too high make the training loss explode.",
-    "She wrote a letter to her friend in Paris, then walked to the station.",
-    "How many tokens fit into a window of eight thousand positions?",
-    "Numbers like 42, 1024 and 2048 appear in many configuration files.",
-    "Vivid violet flowers grew beside the old stone bridge.",
-    "Under the bright moon the children told stories about the forest.",
-    "Xylophones and quiet drums filled the hall with music.",
-    "If the gradient vanishes, the weights stop changing at all.",
-    "Good tests fail loudly when the feature they guard is broken.",
-};
-
-// Trains <dir>/tokenizer.model (BPE, vocab 300, unk 0, bos 1, eos 2, no pad).
-void train_tokenizer(const std::filesystem::path& dir) {
-  std::string corpus;
-  for (int pass = 0; pass < 8; ++pass) {
-    for (const char* sentence : kSentences) corpus += std::string(sentence) + "\n";
-  }
-  write_text(dir / "corpus.txt", corpus);
-  const auto result = run_command(
-      "spm_train --input=" + quoted(dir / "corpus.txt") +
-      " --model_prefix=" + quoted(dir / "tokenizer") +
-      " --vocab_size=300 --model_type=bpe --byte_fallback=false --character_coverage=1.0"
-      " --bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --num_threads=1");
-  if (result.exit_code != 0) throw std::runtime_error("spm_train failed:\n" + result.output);
-  std::filesystem::remove(dir / "corpus.txt");
-}
-
 constexpr const char* kPrompt = "The grass is green";
 
 class CliGenerate : public ::testing::Test {
@@ -154,7 +114,7 @@ class CliGenerate : public ::testing::Test {
     scratch_ = std::make_unique<ScratchDir>();
     model_dir_ = scratch_->path() / "model";
     std::filesystem::create_directories(model_dir_);
-    train_tokenizer(model_dir_);
+    testing::train_test_tokenizer(model_dir_, 300);
     const int64_t vocab = io::Tokenizer::from_model_dir(model_dir_).vocab_size();
     const LlamaConfig config = LlamaConfig::from_json({{"vocab_size", vocab},
                                                        {"hidden_size", 64},

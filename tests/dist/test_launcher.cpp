@@ -27,8 +27,7 @@ using testing::run_command;
 using testing::ScratchDir;
 using testing::write_text;
 
-std::string quoted(const std::string& text) { return "'" + text + "'"; }
-std::string quoted(const std::filesystem::path& path) { return quoted(path.string()); }
+using testing::quoted;
 
 bool contains(const std::string& text, const std::string& needle) {
   return text.find(needle) != std::string::npos;

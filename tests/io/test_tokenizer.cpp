@@ -16,6 +16,7 @@
 namespace lctrain {
 namespace {
 
+using testing::quoted;
 using testing::read_text;
 using testing::run_command;
 using testing::ScratchDir;
@@ -23,54 +24,11 @@ using testing::write_text;
 
 constexpr int64_t kVocabSize = 300;
 
-// A few KB of English with upper case, digits and punctuation, so that character_coverage=1.0
-// gives every character below its own piece and BPE has enough pairs to reach kVocabSize.
-const char* const kSentences[] = {
-    "The grass is green and the sky is blue over the quiet valley.",
-    "A small model reads tokens one by one and predicts the next token.",
-    "Position interpolation rescales rotary embeddings to read longer documents.",
-    "Every morning the baker opens the shop before the sun rises.",
-    "Rivers carry water from the mountains down to the wide sea.",
-    "Long context windows let a language model remember earlier pages.",
-    "The cat sleeps on the warm window sill while rain falls outside.",
-    "Quick brown foxes jump over lazy dogs in the yellow field.",
-    "We trained the network for three days on a single machine.",
-    "Jack packed five boxes of books, maps, and old photographs.",
-    "Zebras, yaks and owls live in very different places.",
-    "Learning rates that are too high make the training loss explode.",
-    "She wrote a letter to her friend in Paris, then walked to the station.",
-    "How many tokens fit into a window of eight thousand positions?",
-    "Numbers like 42, 1024 and 2048 appear in many configuration files.",
-    "Vivid violet flowers grew beside the old stone bridge.",
-    "Under the bright moon the children told stories about the forest.",
-    "Xylophones and quiet drums filled the hall with music.",
-    "If the gradient vanishes, the weights stop changing at all.",
-    "Good tests fail loudly when the feature they guard is broken.",
-};
-
-std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
-
-// Trains <dir>/tokenizer.model (BPE, vocab kVocabSize, unk 0, bos 1, eos 2, no pad).
-std::filesystem::path train_tokenizer(const std::filesystem::path& dir) {
-  std::string corpus;
-  for (int pass = 0; pass < 8; ++pass) {
-    for (const char* sentence : kSentences) corpus += std::string(sentence) + "\n";
-  }
-  write_text(dir / "corpus.txt", corpus);
-  const auto result = run_command(
-      "spm_train --input=" + quoted(dir / "corpus.txt") + " --model_prefix=" +
-      quoted(dir / "tokenizer") + " --vocab_size=" + std::to_string(kVocabSize) +
-      " --model_type=bpe --byte_fallback=false --character_coverage=1.0 --bos_id=1 --eos_id=2"
-      " --unk_id=0 --pad_id=-1 --num_threads=1");
-  if (result.exit_code != 0) throw std::runtime_error("spm_train failed:\n" + result.output);
-  return dir / "tokenizer.model";
-}
-
 class TokenizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     scratch_ = std::make_unique<ScratchDir>();
-    model_file_ = train_tokenizer(scratch_->path());
+    model_file_ = testing::train_test_tokenizer(scratch_->path(), kVocabSize);
   }
   static void TearDownTestSuite() { scratch_.reset(); }
 

@@ -34,6 +34,14 @@ struct CommandResult {
 // Runs a shell command and captures its combined output and exit status.
 CommandResult run_command(const std::string& command);
 
+// Single-quotes a word for the shell.
+std::string quoted(const std::string& text);
+std::string quoted(const std::filesystem::path& path);
+
+// Trains <dir>/tokenizer.model with spm_train (BPE, unk 0, bos 1, eos 2, no pad) on a few KB of
+// English sentences; returns its path. Throws std::runtime_error if spm_train fails.
+std::filesystem::path train_test_tokenizer(const std::filesystem::path& dir, int vocab_size);
+
 // Writes `text` to `path`, creating parent folders.
 void write_text(const std::filesystem::path& path, const std::string& text);
 std::string read_text(const std::filesystem::path& path);
