@@ -12,6 +12,7 @@
 #include "dist/sharded_llama.h"
 #include "io/hf_model_dir.h"
 #include "train/lr_schedule.h"
+#include "train/progress_bar.h"
 #include "train/runtime_rope.h"
 #include "util/error.h"
 #include "util/logging.h"
@@ -138,6 +139,7 @@ TrainingSummary run_training(const TrainConfig& config) {
 
   std::ofstream metrics;
   if (main_rank) metrics.open(output_dir / "metrics.jsonl", std::ios::app);
+  ProgressBar progress(config.training.steps, main_rank);
   TrainingSummary summary;
   const auto started = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < config.training.steps; ++step) {
@@ -180,6 +182,7 @@ TrainingSummary run_training(const TrainConfig& config) {
     summary = {step + 1, loss, tokens_per_second};
     if (main_rank &&
         ((step + 1) % config.output.log_every == 0 || step + 1 == config.training.steps)) {
+      progress.clear();
       log()->info(
           "step {}/{} loss {:.4f} lr {:.3g} grad_norm {:.3f} tokens/s {:.0f} "
           "TFLOP/s {:.3f} peak RSS {:.2f} GiB ETA {:.0f} s",
@@ -195,8 +198,10 @@ TrainingSummary run_training(const TrainConfig& config) {
                                      {"elapsed_seconds", elapsed.count()}};
       metrics << record.dump() << std::endl;
     }
+    if (main_rank) progress.update(step + 1, fmt::format("loss {:.4f} ETA {:.0f} s", loss, eta));
   }
 
+  progress.clear();
   // Every rank takes part in the gathers; rank 0 writes the model with the extended window.
   const LlamaWeights final_weights = model.gather_weights(torch::kFloat32);
   if (main_rank) {

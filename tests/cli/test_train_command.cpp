@@ -1,0 +1,89 @@
+// `lctrain train` as a user runs it: the output folder it leaves (effective config, metrics, the
+// extended model), the progress bar on a terminal only, and clean errors for bad recipes or data.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "io/hf_model_dir.h"
+#include "support/test_support.h"
+#include "util/json_fields.h"
+
+namespace lctrain {
+namespace {
+
+using testing::quoted;
+using testing::run_command;
+using testing::ScratchDir;
+using testing::write_text;
+
+class TrainCommand : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_text(scratch_ / "model.json",
+               R"({"vocab_size": 40, "hidden_size": 32, "intermediate_size": 48,
+                   "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 8})");
+    std::string tokens;
+    for (int i = 0; i < 600; ++i) tokens += std::to_string((i * 7) % 40) + " ";
+    write_text(scratch_ / "tokens.txt", tokens);
+    write_text(scratch_ / "run.yaml", "model: {config: " + (scratch_ / "model.json").string() +
+                                          "}\ncontext: {target_length: 32}\n"
+                                          "data: {path: " +
+                                          (scratch_ / "tokens.txt").string() +
+                                          "}\ntraining: {steps: 3, precision: fp32}\n"
+                                          "output: {dir: " +
+                                          (scratch_ / "out").string() + "}\n");
+  }
+  std::string train(const std::string& extra = "") const {
+    return quoted(testing::lctrain_binary()) + " train --config " + quoted(scratch_ / "run.yaml") +
+           " " + extra;
+  }
+  ScratchDir scratch_;
+};
+
+TEST_F(TrainCommand, LeavesConfigMetricsAndTheExtendedModel) {
+  const auto result = run_command(train());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(testing::read_text(scratch_ / "out" / "config.yaml").find("target_length: 32"),
+            std::string::npos);
+  std::ifstream metrics(scratch_ / "out" / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line); ++lines) {
+    const auto record = nlohmann::json::parse(line);
+    EXPECT_TRUE(record.contains("loss") && record.contains("lr") && record.contains("grad_norm"));
+  }
+  EXPECT_EQ(lines, 3);
+  // The final model is a Hugging Face folder with the window and scaling of the run: 8 -> 32.
+  const LlamaConfig config = io::load_config(scratch_ / "out" / "final");
+  EXPECT_EQ(config.max_position_embeddings, 32);
+  EXPECT_EQ(config.rope_scaling.type, RopeScalingType::kLinear);
+  EXPECT_DOUBLE_EQ(config.rope_scaling.factor, 4.0);
+  // No progress bar when stderr is not a terminal.
+  EXPECT_EQ(result.output.find('\r'), std::string::npos);
+}
+
+TEST_F(TrainCommand, DrawsAProgressBarOnATerminal) {
+  // script(1) gives the command a pseudo-terminal, as an interactive user has.
+  const auto result = run_command("script -qec " + quoted(train()) + " /dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("] 3/3 loss"), std::string::npos) << result.output;
+}
+
+TEST_F(TrainCommand, BadRecipesAndDataEndInOneClearError) {
+  const auto expect_error = [&](const std::string& extra, const std::string& needle) {
+    const auto result = run_command(train(extra));
+    EXPECT_EQ(result.exit_code, 1) << extra << "\n" << result.output;
+    EXPECT_NE(result.output.find("lctrain: error:"), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find(needle), std::string::npos) << extra << "\n" << result.output;
+  };
+  expect_error("training.stepz=3", "stepz");
+  expect_error("training.steps=abc", "training.steps");
+  expect_error("data.path=" + (scratch_ / "absent.txt").string(), "absent.txt");
+  write_text(scratch_ / "big.txt",
+             "1 2 3 99 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 "
+             "24 25 26 27 28 29 30 31 32 33 34");
+  expect_error("data.path=" + (scratch_ / "big.txt").string(), "vocabulary");
+  expect_error("training.precision=fp16", "fp16");
+}
+
+}  // namespace
+}  // namespace lctrain
