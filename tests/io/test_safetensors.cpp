@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "support/error_expectations.h"
 #include "support/test_support.h"
 #include "util/error.h"
 
@@ -38,19 +39,10 @@ fs::path write_raw(const fs::path& path, const std::string& header, const std::s
 }
 
 std::string open_error(const fs::path& path) {
-  try {
-    SafetensorsFile::open(path);
-  } catch (const lctrain::Error& error) {
-    return error.what();
-  }
-  return "<no error>";
+  return lctrain::testing::error_message_of([&] { SafetensorsFile::open(path); });
 }
 
-void expect_contains(const std::string& message, std::initializer_list<std::string> parts) {
-  for (const std::string& part : parts) {
-    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
-  }
-}
+using lctrain::testing::expect_contains;
 
 TEST(Safetensors, RoundTripsEveryDtypeScalarsEmptyTensorsAndMetadata) {
   const ScratchDir scratch;

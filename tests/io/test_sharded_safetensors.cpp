@@ -12,6 +12,7 @@
 
 #include "io/safetensors.h"
 #include "io/sharded_safetensors.h"
+#include "support/error_expectations.h"
 #include "support/test_support.h"
 #include "util/error.h"
 
@@ -29,19 +30,10 @@ using lctrain::testing::write_text;
 using Tensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 std::string open_error(const fs::path& dir) {
-  try {
-    ShardedSafetensors::open_dir(dir);
-  } catch (const lctrain::Error& error) {
-    return error.what();
-  }
-  return "<no error>";
+  return lctrain::testing::error_message_of([&] { ShardedSafetensors::open_dir(dir); });
 }
 
-void expect_contains(const std::string& message, std::initializer_list<std::string> parts) {
-  for (const std::string& part : parts) {
-    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
-  }
-}
+using lctrain::testing::expect_contains;
 
 // Five 64-byte tensors named in non-sorted order.
 Tensors five_tensors() {
