@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the bundled default: build lctrain, describe the bundled tiny LLaMA, and run it
-# on 100 tokens beyond its 32-token window with and without Position Interpolation.
+# The main job on the bundled default: build lctrain, run the bundled tiny LLaMA beyond its window
+# with and without Position Interpolation, then fine-tune a tiny model from a 64- to a 256-token
+# window with PI on two local ranks (FSDP-style sharding over Gloo) and inspect the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +20,6 @@ mkdir -p "$out"
 "$lctrain" forward --model "$model" --ids "$model/ids.txt" --out "$out/logits-plain.safetensors"
 "$lctrain" forward --model "$model" --ids "$model/ids.txt" --out "$out/logits-pi4.safetensors" \
   --rope-scaling '{"rope_type":"linear","factor":4.0}'
-echo "demo: logits written to $out/"
+"$lctrain" launch --nproc-per-node 2 -- train --config configs/demo-tiny.yaml output.dir="$out/train"
+"$lctrain" inspect "$out/train/final"
+echo "demo: logits in $out/, training metrics in $out/train/metrics.jsonl, model in $out/train/final"
