@@ -99,6 +99,10 @@ TrainingSummary run_training(const TrainConfig& config) {
     std::ofstream(output_dir / "config.yaml") << config.to_yaml();
   }
 
+  if (config.output.checkpoint_every > 0 && main_rank) {
+    log()->warn("output.checkpoint_every: sharded checkpoints are not implemented yet; this run "
+                "saves only its final model");
+  }
   LoadedModel loaded = load_or_initialise(config.model);
   const RopeScaling rope = training_rope_scaling(config.context, loaded.config);
   const int64_t sequence_length = config.effective_sequence_length();
