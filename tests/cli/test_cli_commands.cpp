@@ -30,10 +30,7 @@ using testing::write_text;
 
 using testing::quoted;
 
-// Runs `lctrain <args>`, stdout and stderr together.
-testing::CommandResult lctrain(const std::string& args) {
-  return run_command(quoted(testing::lctrain_binary()) + " " + args);
-}
+const auto lctrain = testing::run_lctrain;
 
 struct SplitResult {
   int exit_code = -1;

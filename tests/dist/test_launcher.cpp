@@ -33,9 +33,7 @@ bool contains(const std::string& text, const std::string& needle) {
   return text.find(needle) != std::string::npos;
 }
 
-testing::CommandResult lctrain(const std::string& args) {
-  return run_command(quoted(testing::lctrain_binary()) + " " + args);
-}
+const auto lctrain = testing::run_lctrain;
 
 // Writes a worker script into `scratch`; it sees its folder as $DIR.
 std::string worker(const ScratchDir& scratch, const std::string& name, const std::string& body) {

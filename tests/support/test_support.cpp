@@ -48,6 +48,10 @@ CommandResult run_command(const std::string& command) {
 }
 
 std::string quoted(const std::string& text) { return "'" + text + "'"; }
+
+CommandResult run_lctrain(const std::string& args) {
+  return run_command(quoted(lctrain_binary().string()) + " " + args);
+}
 std::string quoted(const std::filesystem::path& path) { return quoted(path.string()); }
 
 namespace {

@@ -34,6 +34,9 @@ struct CommandResult {
 // Runs a shell command and captures its combined output and exit status.
 CommandResult run_command(const std::string& command);
 
+// Runs `build/bin/lctrain <args>` (args already shell-quoted), stdout and stderr together.
+CommandResult run_lctrain(const std::string& args);
+
 // Single-quotes a word for the shell.
 std::string quoted(const std::string& text);
 std::string quoted(const std::filesystem::path& path);
