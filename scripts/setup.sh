@@ -4,11 +4,11 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build
   libtorch-dev libgloo-dev            # LibTorch 1.13 (CPU); c10d headers include gloo
   libopenblas0-openmp                 # optimized BLAS for LibTorch's CPU matmuls
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
-  libsentencepiece-dev sentencepiece libzstd-dev zstd
+  libsentencepiece-dev sentencepiece libzstd-dev zstd libxxhash-dev
   libgtest-dev libgmock-dev
   python3-torch                       # /usr/bin/torchrun, the real launcher for multi-rank tests
 )

@@ -48,7 +48,7 @@ class FsdpEquivalence : public ::testing::TestWithParam<std::tuple<bool, bool>> 
                    "\n  init_seed: 3\n"
                    "context:\n  target_length: 32\n"
                    "data:\n  path: " + (scratch_ / "tokens.txt").string() + "\n"
-                   "training:\n  steps: 10\n  micro_batch_size: 2\n  precision: fp32\n"
+                   "training:\n  steps: 10\n  micro_batch_size: 2\n  precision: fp32\n  device: cpu\n"
                    "  max_grad_norm: 0.5\n"
                    "optimizer:\n  lr: 0.003\n  weight_decay: 0.1\n"
                    "schedule:\n  warmup_steps: 3\n"

@@ -48,7 +48,7 @@ TEST(RankFailure, KilledTrainingRankStopsTheJob) {
       scratch / "run.yaml",
       "model: {config: " + (scratch / "model.json").string() +
           "}\ncontext: {target_length: 32}\ndata: {path: " + (scratch / "tokens.txt").string() +
-          "}\ntraining: {steps: 1000000, precision: fp32}\ndistributed: {timeout_seconds: 30}\n"
+          "}\ntraining: {steps: 1000000, precision: fp32, device: cpu}\ndistributed: {timeout_seconds: 30}\n"
           "output: {dir: " +
           out.string() + "}\n");
   const auto log = scratch / "launch.log";

@@ -52,11 +52,12 @@ auto guarded(const char* name, Body&& body) -> decltype(body()) {
 class BackendCommunicator final : public Communicator {
  public:
   BackendCommunicator(c10::intrusive_ptr<compat::CollectiveBackend> backend, int rank,
-                      int world_size, std::string name)
+                      int world_size, std::string name, torch::Device device)
       : backend_(std::move(backend)),
         rank_(rank),
         world_size_(world_size),
-        name_(std::move(name)) {}
+        name_(std::move(name)),
+        device_(device) {}
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
@@ -64,6 +65,7 @@ class BackendCommunicator final : public Communicator {
   bool is_gloo() const { return name_ == "gloo"; }
 
   void all_reduce_sum(torch::Tensor& tensor) override {
+    if (needs_staging(tensor)) return staged(tensor, [&](torch::Tensor& t) { all_reduce_sum(t); });
     guarded("all_reduce", [&] {
       // Gloo cannot add bf16: reduce an fp32 copy. NCCL adds bf16 natively.
       const bool widen = is_gloo() && tensor.scalar_type() == torch::kBFloat16;
@@ -75,6 +77,12 @@ class BackendCommunicator final : public Communicator {
 
   PendingCollective all_gather_async(torch::Tensor& full, const torch::Tensor& shard) override {
     check_flat_pair(full, shard, world_size_);
+    if (needs_staging(full)) {
+      torch::Tensor device_full = full.to(device_);
+      all_gather_async(device_full, shard.to(device_)).wait();
+      full.copy_(device_full);
+      return PendingCollective();
+    }
     return guarded("all_gather", [&] {
       if (!is_gloo()) {
         torch::Tensor input = shard;
@@ -116,6 +124,9 @@ class BackendCommunicator final : public Communicator {
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
+    if (needs_staging(tensor)) {
+      return staged(tensor, [&](torch::Tensor& t) { broadcast(t, root); });
+    }
     guarded("broadcast", [&] {
       const bool as_bits = is_gloo() && tensor.scalar_type() == torch::kBFloat16;
       std::vector<torch::Tensor> tensors{as_bits ? tensor.view(torch::kHalf) : tensor};
@@ -130,10 +141,23 @@ class BackendCommunicator final : public Communicator {
   }
 
  private:
+  // NCCL moves only CUDA tensors: small host values (losses, norms, checksums) go through the
+  // rank's GPU and back.
+  bool needs_staging(const torch::Tensor& tensor) const {
+    return name_ == "nccl" && !tensor.is_cuda();
+  }
+  template <typename Collective>
+  void staged(torch::Tensor& tensor, Collective&& collective) {
+    torch::Tensor on_device = tensor.to(device_);
+    collective(on_device);
+    tensor.copy_(on_device);
+  }
+
   c10::intrusive_ptr<compat::CollectiveBackend> backend_;
   int rank_;
   int world_size_;
   std::string name_;
+  torch::Device device_;
 };
 
 bool is_loopback(const std::string& address) {
@@ -158,7 +182,10 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
                                                    const std::string& backend,
                                                    std::chrono::milliseconds timeout,
                                                    const torch::Device& device) {
-  if (!env.is_distributed()) return single_process();
+  // One rank needs no process group, unless a launcher started it and a backend was named:
+  // then the group is real, so that e.g. NCCL can be exercised on a single GPU.
+  const bool named_backend = backend != "auto";
+  if (!env.is_distributed() && !(env.launcher != "none" && named_backend)) return single_process();
   std::string name = backend;
   if (name == "auto") name = device.is_cuda() ? "nccl" : "gloo";
   LCTRAIN_CHECK(name == "gloo" || name == "nccl",
@@ -180,7 +207,7 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
       options->timeout = timeout;
       auto nccl =
           c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, options);
-      return std::make_shared<BackendCommunicator>(nccl, env.rank, env.world_size, name);
+      return std::make_shared<BackendCommunicator>(nccl, env.rank, env.world_size, name, device);
 #else
       throw Error("backend nccl needs a CUDA build of lctrain (this LibTorch has no CUDA)");
 #endif
@@ -196,7 +223,7 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
     options->threads = 2;
     auto gloo =
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
-    return std::make_shared<BackendCommunicator>(gloo, env.rank, env.world_size, name);
+    return std::make_shared<BackendCommunicator>(gloo, env.rank, env.world_size, name, device);
   });
 }
 

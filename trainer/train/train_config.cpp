@@ -178,6 +178,8 @@ const std::vector<Field>& fields() {
       LCTRAIN_FIELD(training, activation_checkpointing, nullptr, "recompute layers in backward"),
       LCTRAIN_FIELD(training, max_grad_norm, nullptr, "gradient clipping; <= 0 disables"),
       LCTRAIN_FIELD(training, seed, nullptr, "training seed"),
+      LCTRAIN_FIELD(training, device, one_of({"auto", "cpu", "cuda"}), "where ranks compute"),
+      LCTRAIN_FIELD(training, peak_tflops, at_least(0), "MFU denominator; 0 = known GPUs' figure"),
       LCTRAIN_FIELD(optimizer, lr, greater_than(0), "AdamW peak learning rate"),
       LCTRAIN_FIELD(optimizer, beta1, within(0, true, 1, false), "AdamW beta1"),
       LCTRAIN_FIELD(optimizer, beta2, within(0, true, 1, false), "AdamW beta2"),
@@ -194,6 +196,7 @@ const std::vector<Field>& fields() {
       LCTRAIN_FIELD(output, log_every, greater_than(0), "log every N steps"),
       LCTRAIN_FIELD(output, checkpoint_every, at_least(0), "0 = only at the end"),
       LCTRAIN_FIELD(output, keep_checkpoints, at_least(1), "newest N checkpoints kept"),
+      LCTRAIN_FIELD(output, save_final, nullptr, "write the final model in Hugging Face layout"),
   };
   return kFields;
 }

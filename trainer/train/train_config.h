@@ -37,6 +37,8 @@ struct TrainConfig {
     bool activation_checkpointing = true;
     double max_grad_norm = 1.0;  // <= 0 disables clipping
     uint64_t seed = 0;
+    std::string device = "auto";  // auto (the rank's GPU when there is one, else cpu) | cpu | cuda
+    double peak_tflops = 0.0;     // for MFU; 0 = the device's dense bf16 figure when known
   } training;
   struct Optimizer {
     double lr = 2e-5;
@@ -60,6 +62,7 @@ struct TrainConfig {
     int64_t log_every = 1;
     int64_t checkpoint_every = 0;  // 0 = only at the end
     int64_t keep_checkpoints = 2;  // >= 1: the newest N are kept, older ones deleted
+    bool save_final = true;        // write <dir>/final (Hugging Face layout) at the end
   } output;
 
   // Loads YAML, applies "dotted.key=value" overrides (e.g. "training.steps=10"), validates.

@@ -11,9 +11,11 @@
 #include "dist/distributed_env.h"
 #include "dist/sharded_llama.h"
 #include "io/hf_model_dir.h"
+#include "train/adamw.h"
 #include "train/lr_schedule.h"
 #include "train/progress_bar.h"
 #include "train/runtime_rope.h"
+#include "util/device_info.h"
 #include "util/error.h"
 #include "util/logging.h"
 
@@ -43,10 +45,16 @@ LoadedModel load_or_initialise(const TrainConfig::Model& model) {
   return {std::move(config), std::move(weights)};
 }
 
-double peak_resident_gib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB
+// The rank's device: its own GPU (LOCAL_RANK) when asked or available, else the CPU.
+torch::Device training_device(const std::string& choice, const DistributedEnv& env) {
+  const bool cuda = choice == "cuda" || (choice == "auto" && torch::cuda::is_available());
+  if (!cuda) return torch::Device(torch::kCPU);
+  LCTRAIN_CHECK(torch::cuda::is_available(),
+                "training.device=cuda: this LibTorch build or machine has no CUDA");
+  const auto gpus = static_cast<int64_t>(torch::cuda::device_count());
+  LCTRAIN_CHECK(env.local_rank < gpus, "LOCAL_RANK {} has no GPU of its own ({} visible)",
+                env.local_rank, gpus);
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
 }
 
 // Global gradient norm over every rank's shards, then clipping to max_norm (when > 0).
@@ -68,27 +76,18 @@ double clip_gradients(const std::vector<torch::Tensor>& shards, double max_norm,
   return norm;
 }
 
-// Bytes this rank holds for fp32 master shards and AdamW moments: what FSDP divides by W.
-std::pair<int64_t, int64_t> sharded_state_bytes(const std::vector<torch::Tensor>& shards,
-                                                torch::optim::AdamW& optimizer) {
-  int64_t parameters = 0;
-  for (const auto& shard : shards) parameters += shard.numel() * shard.element_size();
-  int64_t moments = 0;
-  for (const auto& [key, state] : optimizer.state()) {
-    const auto& adam = static_cast<const torch::optim::AdamWParamState&>(*state);
-    moments += adam.exp_avg().nbytes() + adam.exp_avg_sq().nbytes();
-  }
-  return {parameters, moments};
+// Bytes this rank holds for fp32 master shards: with the AdamW moments, what FSDP divides by W.
+int64_t shard_bytes(const std::vector<torch::Tensor>& shards) {
+  int64_t bytes = 0;
+  for (const auto& shard : shards) bytes += shard.numel() * shard.element_size();
+  return bytes;
 }
 
 }  // namespace
 
 TrainingSummary run_training(const TrainConfig& config) {
   const DistributedEnv env = DistributedEnv::from_environment();
-  const torch::Device device =
-      torch::cuda::is_available()
-          ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
-          : torch::Device(torch::kCPU);
+  const torch::Device device = training_device(config.training.device, env);
   const auto communicator =
       Communicator::create(env, config.distributed.backend,
                            std::chrono::seconds(config.distributed.timeout_seconds), device);
@@ -123,12 +122,15 @@ TrainingSummary run_training(const TrainConfig& config) {
 
   std::vector<torch::Tensor> shards = model.parameters();
   for (auto& shard : shards) shard.set_data(shard.data().to(device));
-  torch::optim::AdamW optimizer(shards, torch::optim::AdamWOptions(config.optimizer.lr)
-                                            .betas({config.optimizer.beta1, config.optimizer.beta2})
-                                            .eps(config.optimizer.eps)
-                                            .weight_decay(config.optimizer.weight_decay));
+  ShardedAdamW optimizer(shards, AdamWOptions{config.optimizer.lr, config.optimizer.beta1,
+                                              config.optimizer.beta2, config.optimizer.eps,
+                                              config.optimizer.weight_decay});
   const LrSchedule schedule(config.optimizer, config.schedule, config.training.steps);
 
+  // MFU = achieved FLOP/s over the device's dense bf16 peak (configured, or known by name).
+  const std::optional<double> peak_tflops =
+      config.training.peak_tflops > 0.0 ? std::optional<double>(config.training.peak_tflops)
+                                        : known_peak_bf16_tflops(device_name(device));
   const int64_t world = communicator->world_size();
   const int64_t micro_batch = config.training.micro_batch_size;
   const int64_t accumulation = config.training.gradient_accumulation;
@@ -136,10 +138,10 @@ TrainingSummary run_training(const TrainConfig& config) {
   const int64_t tokens_per_step = global_batch * sequence_length;
   log()->info(
       "training {} parameters on {} rank(s) ({}): {} steps x {} sequences x {} tokens, "
-      "RoPE {}, {}, activation checkpointing {}",
+      "RoPE {}, {}, activation checkpointing {}, device {}",
       parameter_count, world, communicator->backend_name(), config.training.steps, global_batch,
       sequence_length, rope.describe(), config.training.precision,
-      sharding.activation_checkpointing ? "on" : "off");
+      sharding.activation_checkpointing ? "on" : "off", device_name(device));
 
   std::ofstream metrics;
   if (main_rank) metrics.open(output_dir / "metrics.jsonl", std::ios::app);
@@ -149,9 +151,6 @@ TrainingSummary run_training(const TrainConfig& config) {
   for (int64_t step = 0; step < config.training.steps; ++step) {
     const auto step_started = std::chrono::steady_clock::now();
     const double lr = schedule.lr_at(step);
-    for (auto& group : optimizer.param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    }
     optimizer.zero_grad();
     double local_loss = 0.0;
     for (int64_t micro = 0; micro < accumulation; ++micro) {
@@ -164,13 +163,12 @@ TrainingSummary run_training(const TrainConfig& config) {
       local_loss += loss.item<double>() / static_cast<double>(accumulation);
     }
     const double grad_norm = clip_gradients(shards, config.training.max_grad_norm, *communicator);
-    optimizer.step();
+    optimizer.step(lr);
     const double loss = communicator->sum_over_ranks(local_loss) / static_cast<double>(world);
     if (step == 0) {
-      const auto [parameter_bytes, moment_bytes] = sharded_state_bytes(shards, optimizer);
       log()->info(
           "rank {} holds {:.2f} MiB of fp32 parameter shards and {:.2f} MiB of AdamW moments",
-          env.rank, parameter_bytes / 1048576.0, moment_bytes / 1048576.0);
+          env.rank, shard_bytes(shards) / 1048576.0, optimizer.state_bytes() / 1048576.0);
     }
 
     const std::chrono::duration<double> step_time = std::chrono::steady_clock::now() - step_started;
@@ -187,25 +185,39 @@ TrainingSummary run_training(const TrainConfig& config) {
     if (main_rank &&
         ((step + 1) % config.output.log_every == 0 || step + 1 == config.training.steps)) {
       progress.clear();
+      const double tflops = flops / 1e12 / static_cast<double>(world);  // per rank
+      const std::optional<PeakMemory> device_memory = peak_device_memory(device);
+      const double peak_memory_gib =
+          device_memory ? device_memory->reserved_gib : peak_resident_gib();
       log()->info(
-          "step {}/{} loss {:.4f} lr {:.3g} grad_norm {:.3f} tokens/s {:.0f} "
-          "TFLOP/s {:.3f} peak RSS {:.2f} GiB ETA {:.0f} s",
-          step + 1, config.training.steps, loss, lr, grad_norm, tokens_per_second, flops / 1e12,
-          peak_resident_gib(), eta);
-      const nlohmann::json record = {{"step", step + 1},
-                                     {"loss", loss},
-                                     {"lr", lr},
-                                     {"grad_norm", grad_norm},
-                                     {"tokens_per_second", tokens_per_second},
-                                     {"tflops", flops / 1e12},
-                                     {"peak_rss_gib", peak_resident_gib()},
-                                     {"elapsed_seconds", elapsed.count()}};
+          "step {}/{} loss {:.4f} lr {:.3g} grad_norm {:.3f} tokens/s {:.0f} TFLOP/s/rank {:.3f}{} "
+          "peak {} {:.2f} GiB ETA {:.0f} s",
+          step + 1, config.training.steps, loss, lr, grad_norm, tokens_per_second, tflops,
+          peak_tflops ? fmt::format(" MFU {:.1f}%", 100.0 * tflops / *peak_tflops) : "",
+          device_memory ? "GPU memory" : "RSS", peak_memory_gib, eta);
+      nlohmann::json record = {{"step", step + 1},
+                               {"loss", loss},
+                               {"lr", lr},
+                               {"grad_norm", grad_norm},
+                               {"tokens_per_second", tokens_per_second},
+                               {"tflops_per_rank", tflops},
+                               {"peak_rss_gib", peak_resident_gib()},
+                               {"elapsed_seconds", elapsed.count()}};
+      if (peak_tflops) record["mfu"] = tflops / *peak_tflops;
+      if (device_memory) {
+        record["peak_gpu_allocated_gib"] = device_memory->allocated_gib;
+        record["peak_gpu_reserved_gib"] = device_memory->reserved_gib;
+      }
       metrics << record.dump() << std::endl;
     }
     if (main_rank) progress.update(step + 1, fmt::format("loss {:.4f} ETA {:.0f} s", loss, eta));
   }
 
   progress.clear();
+  if (!config.output.save_final) {
+    communicator->barrier();
+    return summary;
+  }
   // Every rank takes part in the gathers; rank 0 writes the model with the extended window.
   const LlamaWeights final_weights = model.gather_weights(torch::kFloat32);
   if (main_rank) {

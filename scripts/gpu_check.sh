@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# lctrain's GPU checks in one go, for a machine with a CUDA PyTorch (pip, with transformers) and no
+# package registry: build against that LibTorch (CUDA + NCCL) with Debian's libraries brought as
+# .deb files (scripts/gpu/fetch_deps.sh, run beforehand on a Debian machine), run the GPU tests,
+# compare with transformers, a bf16 learning run, benchmark against PyTorch, then the whole suite
+# if time is left.
+#   scripts/gpu_check.sh [RESULTS_DIR]     (default: $OUT, else ./gpu-results)
+# Environment: GPU_CHECK_DEADLINE (seconds for everything, default 540), GPU_CHECK_BUILD_BUDGET
+# (seconds for the build, default 300), GPU_CHECK_SKIP (phase names to skip), BENCH_LENGTHS
+# (default "4096 8192 16384"), GPU_CHECK_WORK (scratch, default /tmp/lctrain-gpu).
+# Each phase writes RESULTS_DIR/<phase>.log; RESULTS_DIR/summary.txt says which passed and when.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+results=${1:-${OUT:-$root/gpu-results}}
+work=${GPU_CHECK_WORK:-/tmp/lctrain-gpu}
+deadline=$((SECONDS + ${GPU_CHECK_DEADLINE:-540}))
+mkdir -p "$results" "$work"
+summary=$results/summary.txt
+: >"$summary"
+
+# phase NAME BUDGET_SECONDS COMMAND...: runs COMMAND with output in NAME.log, bounded by its
+# budget and by what is left of the deadline; records the outcome.
+phase() {
+  local name=$1 budget=$2
+  shift 2
+  local left=$((deadline - SECONDS))
+  ((budget > left)) && budget=$left
+  if ((budget < 10)); then
+    echo "$name: skipped (deadline)" | tee -a "$summary"
+    return 1
+  fi
+  if [[ " ${GPU_CHECK_SKIP:-} " == *" $name "* ]]; then
+    echo "$name: skipped (GPU_CHECK_SKIP)" | tee -a "$summary"
+    return 0
+  fi
+  local started=$SECONDS status
+  timeout --kill-after=10 "$budget" "$@" >>"$results/$name.log" 2>&1
+  status=$?
+  local verdict=ok
+  ((status == 124)) && verdict="TIMED OUT after $budget s"
+  ((status != 0 && status != 124)) && verdict="FAILED (exit $status)"
+  echo "$name: $verdict ($((SECONDS - started)) s)" | tee -a "$summary"
+  return $status
+}
+
+python=${PYTHON:-python3}
+deps=$work/deps
+build=$work/build
+
+environment() {
+  set -x
+  date -u
+  nvidia-smi || true
+  uname -a
+  cat /etc/os-release | head -3
+  g++ --version | head -1
+  cmake --version | head -1
+  ninja --version
+  nvcc --version | tail -2 || true
+  nproc
+  $python -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else "", "cxx11abi", torch._C._GLIBCXX_USE_CXX11_ABI, "transformers", transformers.__version__); print(torch.utils.cmake_prefix_path)'
+  ls "$($python -c 'import torch, os; print(os.path.dirname(torch.__file__))')/include" | head -30
+}
+
+configure_and_build() {
+  set -ex
+  # Gloo's headers go apart: they are searched last (-idirafter), only if this LibTorch ships none.
+  "$python" "$root/scripts/gpu/unpack_debs.py" "$deps" $(ls "$root"/.gpu-deps/*.deb | grep -v gloo)
+  "$python" "$root/scripts/gpu/unpack_debs.py" "$work/gloo" "$root"/.gpu-deps/libgloo-dev*.deb
+  local torch_prefix site nccl
+  torch_prefix=$($python -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  site=$($python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  nccl=$(find "$site/nvidia" /usr/include /usr/local/cuda/include -name nccl.h 2>/dev/null | head -1)
+  export NCCL_INCLUDE_DIR=${nccl%/nccl.h}
+  [ -d /usr/local/cuda ] && export CUDAToolkit_ROOT=/usr/local/cuda
+  local cuda_option=ON
+  for attempt in cuda cpu-only; do
+    # A rerun on the same machine keeps the first attempt's build folder (incremental).
+    [ "$attempt" = cpu-only ] && rm -rf "$build"
+    # The second attempt builds without the CUDA/NCCL code paths (LibTorch still runs on the GPU):
+    # it keeps the other checks alive when only that code fails to compile here.
+    if cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$torch_prefix;$deps/usr" -DTORCH_CUDA_ARCH_LIST=9.0 \
+      -DCMAKE_CXX_FLAGS="-idirafter $work/gloo/usr/include" -DLCTRAIN_CUDA=$cuda_option &&
+      ninja -C "$build" -j "$(nproc)" -k 0 2>&1 | tee "$work/ninja-$attempt.log" &&
+      [ "${PIPESTATUS[0]}" -eq 0 ]; then
+      echo "built ($attempt)"
+      return 0
+    fi
+    # Retry only when every failure is in the CUDA-only sources.
+    if grep "^FAILED:" "$work/ninja-$attempt.log" | grep -qv "communicator\|device_info"; then
+      return 1
+    fi
+    cuda_option=OFF
+  done
+  return 1
+}
+
+gpu_tests() {
+  set -x
+  "$build/bin/test_gpu" --gtest_color=no
+}
+
+hf_parity() {
+  set -ex
+  local fixture=$root/tests/fixtures/tiny-llama-parity
+  local lctrain=$build/bin/lctrain
+  # 1. The Hugging Face fixture, read by both, on the GPU in float32.
+  "$lctrain" forward --model "$fixture" --ids "$fixture/ids.txt" --out "$work/fixture.safetensors" \
+    --dtype f32 --device cuda
+  "$python" "$root/scripts/gpu/hf_parity.py" "$fixture" "$fixture/ids.txt" "$work/fixture.safetensors"
+  # 2. A model lctrain fine-tuned with PI (64 -> 256, bf16, NCCL on one GPU) and wrote in
+  #    Hugging Face layout, read by transformers with its rope_scaling, past the old window.
+  "$lctrain" launch --nproc-per-node 1 -- train --config "$root/configs/demo-tiny.yaml" \
+    "model.config=$root/configs/models/tiny-test.json" "data.path=$root/data/sample-tokens.txt" \
+    training.device=cuda training.precision=bf16 distributed.backend=nccl training.steps=10 \
+    output.checkpoint_every=0 "output.dir=$work/pi-tiny"
+  tr -s '[:space:]' '\n' <"$root/data/sample-tokens.txt" | head -200 | tr '\n' ' ' >"$work/ids200.txt"
+  for device in cuda cpu; do
+    "$lctrain" forward --model "$work/pi-tiny/final" --ids "$work/ids200.txt" \
+      --out "$work/pi-$device.safetensors" --dtype f32 --device $device
+    "$python" "$root/scripts/gpu/hf_parity.py" "$work/pi-tiny/final" "$work/ids200.txt" \
+      "$work/pi-$device.safetensors" --device $device
+  done
+  cat "$work/pi-tiny/final/config.json"
+}
+
+learning() {
+  set -ex
+  # bf16 mixed precision learns as fp32 does: the same PI fine-tuning (256 -> 512) of a
+  # 12.5M-parameter model from random init, once in each precision, on the GPU.
+  for precision in bf16 fp32; do
+    "$build/bin/lctrain" train --config "$root/configs/demo-tiny.yaml" \
+      "model.config=$root/configs/models/tiny-20m.json" "data.path=$root/data/sample-tokens.txt" \
+      context.target_length=512 training.steps=150 training.micro_batch_size=4 \
+      training.precision=$precision training.device=cuda output.checkpoint_every=0 \
+      output.log_every=25 output.save_final=false "output.dir=$work/learn-$precision"
+  done
+  for precision in bf16 fp32; do
+    echo "$precision:" && cut -c1-200 "$work/learn-$precision/metrics.jsonl"
+  done
+}
+
+benchmark() {
+  set -x
+  LCTRAIN=$build/bin/lctrain BENCH_WORK=$work/bench STEPS=${BENCH_STEPS:-8} \
+    "$root/bench/train_throughput.sh" ${BENCH_LENGTHS:-4096 8192 16384}
+}
+
+whole_suite() {
+  set -x
+  ctest --test-dir "$build" -j 8 --timeout 120 --output-on-failure
+}
+
+export PATH=$deps/usr/bin:$PATH
+export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export root python work deps build
+export -f environment configure_and_build gpu_tests hf_parity learning benchmark whole_suite
+phase environment 60 bash -c environment
+if phase build "${GPU_CHECK_BUILD_BUDGET:-300}" bash -c configure_and_build; then
+  phase gpu_tests 120 bash -c gpu_tests
+  phase hf_parity 120 bash -c hf_parity
+  phase learning 60 bash -c learning
+  phase bench 240 bash -c benchmark
+  phase whole_suite 240 bash -c whole_suite
+fi
+echo "results in $results"
+cat "$summary"

@@ -1,0 +1,67 @@
+#include "train/adamw.h"
+
+#include <cmath>
+
+#include "util/error.h"
+
+namespace lctrain {
+
+ShardedAdamW::ShardedAdamW(std::vector<torch::Tensor> parameters, AdamWOptions options)
+    : parameters_(std::move(parameters)), options_(options) {
+  for (const auto& parameter : parameters_) {
+    exp_avg_.push_back(torch::zeros_like(parameter, torch::MemoryFormat::Contiguous));
+    exp_avg_sq_.push_back(torch::zeros_like(parameter, torch::MemoryFormat::Contiguous));
+  }
+}
+
+void ShardedAdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  ++steps_;
+  const double step = static_cast<double>(steps_);
+  const double bias_correction1 = 1.0 - std::pow(options_.beta1, step);
+  const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, step));
+  for (size_t index = 0; index < parameters_.size(); ++index) {
+    torch::Tensor& parameter = parameters_[index];
+    const torch::Tensor& gradient = parameter.grad();
+    if (!gradient.defined()) continue;
+    if (options_.weight_decay != 0.0) parameter.mul_(1.0 - lr * options_.weight_decay);
+    exp_avg_[index].mul_(options_.beta1).add_(gradient, 1.0 - options_.beta1);
+    exp_avg_sq_[index].mul_(options_.beta2).addcmul_(gradient, gradient, 1.0 - options_.beta2);
+    const torch::Tensor denominator =
+        (exp_avg_sq_[index].sqrt() / bias_correction2_sqrt).add_(options_.eps);
+    parameter.addcdiv_(exp_avg_[index], denominator, -lr / bias_correction1);
+  }
+}
+
+void ShardedAdamW::zero_grad() {
+  for (auto& parameter : parameters_) {
+    if (parameter.grad().defined()) parameter.mutable_grad() = torch::Tensor();
+  }
+}
+
+void ShardedAdamW::load_state(int64_t steps, const std::vector<torch::Tensor>& exp_avg,
+                              const std::vector<torch::Tensor>& exp_avg_sq) {
+  LCTRAIN_CHECK(exp_avg.size() == parameters_.size() && exp_avg_sq.size() == parameters_.size(),
+                "optimizer state holds {} tensors for {} parameters", exp_avg.size(),
+                parameters_.size());
+  LCTRAIN_CHECK(steps >= 0, "optimizer step count {} is negative", steps);
+  torch::NoGradGuard no_grad;
+  for (size_t index = 0; index < parameters_.size(); ++index) {
+    LCTRAIN_CHECK(exp_avg[index].sizes() == parameters_[index].sizes() &&
+                      exp_avg_sq[index].sizes() == parameters_[index].sizes(),
+                  "optimizer state {} has the wrong shape", index);
+    exp_avg_[index].copy_(exp_avg[index]);
+    exp_avg_sq_[index].copy_(exp_avg_sq[index]);
+  }
+  steps_ = steps;
+}
+
+int64_t ShardedAdamW::state_bytes() const {
+  int64_t bytes = 0;
+  for (size_t index = 0; index < exp_avg_.size(); ++index) {
+    bytes += exp_avg_[index].nbytes() + exp_avg_sq_[index].nbytes();
+  }
+  return bytes;
+}
+
+}  // namespace lctrain
