@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled default: build lctrain, run the bundled tiny LLaMA beyond its window
 # with and without Position Interpolation, then fine-tune a tiny model from a 64- to a 256-token
-# window with PI on two local ranks (FSDP-style sharding over Gloo) and inspect the result.
+# window with PI on two local ranks (FSDP-style sharding over Gloo): stop it halfway, resume it from
+# its sharded checkpoint, and export the result as a Hugging Face folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,11 @@ mkdir -p "$out"
 "$lctrain" forward --model "$model" --ids "$model/ids.txt" --out "$out/logits-plain.safetensors"
 "$lctrain" forward --model "$model" --ids "$model/ids.txt" --out "$out/logits-pi4.safetensors" \
   --rope-scaling '{"rope_type":"linear","factor":4.0}'
-"$lctrain" launch --nproc-per-node 2 -- train --config configs/demo-tiny.yaml output.dir="$out/train"
-"$lctrain" inspect "$out/train/final"
-echo "demo: logits in $out/, training metrics in $out/train/metrics.jsonl, model in $out/train/final"
+rm -rf "$out/train"
+train=("$lctrain" launch --nproc-per-node 2 -- train --config configs/demo-tiny.yaml output.dir="$out/train")
+"${train[@]}" training.steps=10   # stops after the checkpoint of step 10
+"${train[@]}"                     # the same command resumes from it and runs steps 11-20
+"$lctrain" inspect "$out/train"
+"$lctrain" export --checkpoint "$out/train" --out "$out/hf" --dtype f32
+"$lctrain" inspect "$out/hf"
+echo "demo: logits in $out/, training metrics in $out/train/metrics.jsonl, exported model in $out/hf"

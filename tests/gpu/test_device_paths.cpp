@@ -26,9 +26,9 @@ torch::Device device_named(const std::string& name) {
   return name == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
 }
 
-#define SKIP_WITHOUT(device_name)                                          \
-  if ((device_name) == "cuda" && !torch::cuda::is_available()) {           \
-    GTEST_SKIP() << "no CUDA device (CPU-only build or machine)";          \
+#define SKIP_WITHOUT(device_name)                                 \
+  if ((device_name) == "cuda" && !torch::cuda::is_available()) {  \
+    GTEST_SKIP() << "no CUDA device (CPU-only build or machine)"; \
   }
 
 class OnDevice : public ::testing::TestWithParam<std::string> {};
@@ -53,8 +53,8 @@ TEST_P(OnDevice, Bf16ForwardAgreesWithTheF32Reference) {
   // bf16 keeps 8 bits of mantissa: compare relative to the logits' scale, and the predictions.
   const double scale = reference.abs().max().item<double>();
   const double max_diff = (actual - reference).abs().max().item<double>() / scale;
-  const double top1 = actual.argmax(-1).eq(reference.argmax(-1)).to(torch::kFloat64).mean()
-                          .item<double>();
+  const double top1 =
+      actual.argmax(-1).eq(reference.argmax(-1)).to(torch::kFloat64).mean().item<double>();
   std::cout << "[bf16 " << GetParam() << "] max |diff| / max |logit| " << max_diff
             << ", top-1 agreement " << top1 << std::endl;
   EXPECT_LT(max_diff, 0.03);
@@ -104,8 +104,9 @@ TEST_P(OnDevice, FusedAttentionEqualsTheMathDefinition) {
         q, k, v, std::optional<torch::Tensor>(bottom_right.to(device)), false);
     const double masked_diff =
         relative_difference(fused_masked, reference_attention(q, k, v, bottom_right));
-    std::cout << "[attention " << GetParam() << " " << c10::toString(dtype) << "] relative error: causal "
-              << causal_diff << ", bottom-right mask " << masked_diff << std::endl;
+    std::cout << "[attention " << GetParam() << " " << c10::toString(dtype)
+              << "] relative error: causal " << causal_diff << ", bottom-right mask " << masked_diff
+              << std::endl;
     EXPECT_LT(causal_diff, tolerance) << c10::toString(dtype);
     EXPECT_LT(masked_diff, tolerance) << c10::toString(dtype);
     // Guard: the tolerance tells masks apart (top-left instead of bottom-right fails).
@@ -123,8 +124,9 @@ class GpuTraining : public ::testing::Test {
     const auto root = testing::source_dir();
     return "train --config " + quoted(root / "configs/demo-tiny.yaml") +
            " model.config=" + quoted(root / "configs/models/tiny-test.json") +
-           " data.path=" + quoted(root / "data/sample-tokens.txt") + " output.dir=" +
-           quoted(scratch_ / out) + " output.checkpoint_every=0 training.steps=4 " + extra;
+           " data.path=" + quoted(root / "data/sample-tokens.txt") +
+           " output.dir=" + quoted(scratch_ / out) +
+           " output.checkpoint_every=0 training.steps=4 " + extra;
   }
   std::vector<double> losses(const std::string& out) const {
     std::vector<double> result;

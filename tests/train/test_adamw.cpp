@@ -22,7 +22,8 @@ TEST(ShardedAdamW, MatchesLibTorchAdamWStepByStep) {
   const AdamWOptions options{1e-2, 0.9, 0.95, 1e-8, 0.1};
   auto ours = make_parameters();
   auto theirs = make_parameters();
-  for (size_t i = 0; i < ours.size(); ++i) theirs[i] = theirs[i].detach().clone().requires_grad_(true);
+  for (size_t i = 0; i < ours.size(); ++i)
+    theirs[i] = theirs[i].detach().clone().requires_grad_(true);
   ShardedAdamW optimizer(ours, options);
   torch::optim::AdamW reference(theirs, torch::optim::AdamWOptions(options.lr)
                                             .betas({options.beta1, options.beta2})

@@ -1,20 +1,70 @@
-// `lctrain inspect DIR`: what a model folder holds: config, parameters, dtypes, RoPE settings.
+// `lctrain inspect DIR`: what a model folder holds (config, parameters, dtypes, RoPE settings),
+// or what a training checkpoint holds (step, tokens, world size, config, health).
 #include <iostream>
 #include <map>
 #include <set>
 
+#include "checkpoint/checkpoint_store.h"
 #include "cli/commands.h"
 #include "io/hf_model_dir.h"
 #include "io/sharded_safetensors.h"
 
 namespace lctrain::cli {
+namespace {
+
+bool is_checkpoint_path(const std::filesystem::path& path) {
+  return std::filesystem::exists(path / "manifest.json") || !checkpoint::list(path).empty() ||
+         !checkpoint::list(path / "checkpoints").empty();
+}
+
+void describe_checkpoints(const std::filesystem::path& path) {
+  std::vector<std::filesystem::path> folders;
+  if (std::filesystem::exists(path / "manifest.json")) {
+    folders.push_back(path);
+  } else {
+    folders = checkpoint::list(path);
+    if (folders.empty()) folders = checkpoint::list(path / "checkpoints");
+  }
+  for (const auto& folder : folders) {
+    const auto problem = checkpoint::problem_with(folder);
+    std::cout << "checkpoint:          " << folder.string() << "\n"
+              << "health:              "
+              << (problem ? "DAMAGED: " + *problem
+                          : "ok (sizes and "
+                            "checksums verified)")
+              << "\n";
+    if (problem && problem->find("manifest.json") != std::string::npos) continue;
+    const checkpoint::Manifest manifest = checkpoint::Manifest::read(folder);
+    const LlamaConfig config =
+        LlamaConfig::from_json(manifest.model_config, (folder / "manifest.json").string());
+    int64_t bytes = 0;
+    for (const auto& file : manifest.files) bytes += static_cast<int64_t>(file.bytes);
+    std::cout << "step:                " << manifest.step << " (loss " << manifest.loss << ", lr "
+              << manifest.lr << ")\n"
+              << "tokens seen:         " << manifest.tokens_seen << " (" << manifest.sequences_seen
+              << " sequences of " << manifest.data_path << ", seed " << manifest.data_seed << ")\n"
+              << "world size:          " << manifest.world_size << " rank files, "
+              << bytes / 1048576.0 << " MiB\n"
+              << "model:               " << config.num_parameters() << " parameters, "
+              << config.num_hidden_layers << " layers, window " << config.max_position_embeddings
+              << ", RoPE " << config.rope_scaling.describe() << "\n"
+              << "base model:          "
+              << (manifest.base_model.empty() ? std::string("(random init)") : manifest.base_model)
+              << "\n\n";
+  }
+}
+
+}  // namespace
 
 Action add_inspect_command(CLI::App& app) {
   auto model_dir = std::make_shared<std::string>();
-  CLI::App* command = app.add_subcommand("inspect", "Describe a Hugging Face model folder");
-  command->add_option("model_dir", *model_dir, "model folder")->required();
+  CLI::App* command = app.add_subcommand(
+      "inspect", "Describe a Hugging Face model folder or a training checkpoint");
+  command->add_option("model_dir", *model_dir, "model folder, checkpoint or run folder")
+      ->required();
 
   return [model_dir] {
+    if (is_checkpoint_path(*model_dir)) return describe_checkpoints(*model_dir);
     const LlamaConfig config = io::load_config(*model_dir);
     const io::ShardedSafetensors checkpoint = io::ShardedSafetensors::open_dir(*model_dir);
     std::map<std::string, int64_t> elements_per_dtype;

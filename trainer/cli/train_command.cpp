@@ -10,6 +10,7 @@ Action add_train_command(CLI::App& app) {
   struct Options {
     std::string config_file;
     std::vector<std::string> overrides;
+    std::string resume;
   };
   auto options = std::make_shared<Options>();
   CLI::App* command =
@@ -17,8 +18,13 @@ Action add_train_command(CLI::App& app) {
   command->add_option("--config", options->config_file, "training recipe (YAML)")->required();
   command->add_option("overrides", options->overrides,
                       "dotted.key=value overrides, e.g. training.steps=10 optimizer.lr=1e-4");
+  command->add_option("--resume", options->resume,
+                      "checkpoint folder to resume from (default: the newest good checkpoint in "
+                      "output.dir; same as output.resume=PATH)");
   return [options] {
-    const TrainConfig config = TrainConfig::load(options->config_file, options->overrides);
+    std::vector<std::string> overrides = options->overrides;
+    if (!options->resume.empty()) overrides.push_back("output.resume=" + options->resume);
+    const TrainConfig config = TrainConfig::load(options->config_file, overrides);
     run_training(config);
   };
 }

@@ -194,7 +194,11 @@ const std::vector<Field>& fields() {
       LCTRAIN_FIELD(distributed, timeout_seconds, greater_than(0), "collective timeout"),
       LCTRAIN_FIELD(output, dir, not_empty("the run's output folder"), "run folder"),
       LCTRAIN_FIELD(output, log_every, greater_than(0), "log every N steps"),
-      LCTRAIN_FIELD(output, checkpoint_every, at_least(0), "0 = only at the end"),
+      LCTRAIN_FIELD(
+          output, checkpoint_every, at_least(-1),
+          "every N steps and at the end; 0 = at the end; -1 = never (signals still save)"),
+      LCTRAIN_FIELD(output, resume, not_empty("auto, never or a checkpoint folder"),
+                    "auto = newest good checkpoint in output.dir; never; or a checkpoint folder"),
       LCTRAIN_FIELD(output, keep_checkpoints, at_least(1), "newest N checkpoints kept"),
       LCTRAIN_FIELD(output, save_final, nullptr, "write the final model in Hugging Face layout"),
   };

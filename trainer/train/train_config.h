@@ -60,7 +60,8 @@ struct TrainConfig {
   struct Output {
     std::string dir = "out/run";
     int64_t log_every = 1;
-    int64_t checkpoint_every = 0;  // 0 = only at the end
+    int64_t checkpoint_every = 0;  // N: every N steps and at the end; 0: at the end; -1: never
+    std::string resume = "auto";   // auto (newest good checkpoint in dir) | never | a checkpoint
     int64_t keep_checkpoints = 2;  // >= 1: the newest N are kept, older ones deleted
     bool save_final = true;        // write <dir>/final (Hugging Face layout) at the end
   } output;

@@ -1,11 +1,9 @@
 #include "train/trainer.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <fstream>
 
+#include "checkpoint/checkpoint_store.h"
 #include "data/token_sequences.h"
 #include "dist/communicator.h"
 #include "dist/distributed_env.h"
@@ -15,6 +13,8 @@
 #include "train/lr_schedule.h"
 #include "train/progress_bar.h"
 #include "train/runtime_rope.h"
+#include "train/step_metrics.h"
+#include "train/stop_request.h"
 #include "util/device_info.h"
 #include "util/error.h"
 #include "util/logging.h"
@@ -83,6 +83,37 @@ int64_t shard_bytes(const std::vector<torch::Tensor>& shards) {
   return bytes;
 }
 
+// Where a run starts: the checkpoint output.resume names, the newest good one in the output
+// folder ("auto"), or nowhere ("never", or no checkpoint yet).
+std::optional<std::filesystem::path> checkpoint_to_resume(const TrainConfig& config,
+                                                          Communicator& communicator) {
+  const std::string& resume = config.output.resume;
+  if (resume == "never") return std::nullopt;
+  if (resume == "auto") {
+    const auto root = std::filesystem::path(config.output.dir) / "checkpoints";
+    auto found = checkpoint::newest_good(root, communicator);
+    // Starting over beside damaged checkpoints would silently throw the run away.
+    LCTRAIN_CHECK(found || checkpoint::list(root).empty(),
+                  "{} holds checkpoints but none is usable (see above); repair or remove them, or "
+                  "start over with output.resume=never",
+                  root.string());
+    return found;
+  }
+  // A named checkpoint must be sound: falling back silently would resume something else.
+  const auto problem =
+      checkpoint::problem_with(resume, {communicator.rank(), communicator.world_size()});
+  const bool sound = communicator.sum_over_ranks(problem ? 1.0 : 0.0) == 0.0;
+  LCTRAIN_CHECK(sound, "output.resume={}: {}", resume,
+                problem ? *problem : std::string("another rank found it damaged"));
+  return std::filesystem::path(resume);
+}
+
+std::vector<FlatParamUnit*> unit_pointers(ShardedLlama& model) {
+  std::vector<FlatParamUnit*> units;
+  for (auto& unit : model.units()) units.push_back(unit.get());
+  return units;
+}
+
 }  // namespace
 
 TrainingSummary run_training(const TrainConfig& config) {
@@ -93,15 +124,12 @@ TrainingSummary run_training(const TrainConfig& config) {
                            std::chrono::seconds(config.distributed.timeout_seconds), device);
   const bool main_rank = env.is_main();
   const std::filesystem::path output_dir = config.output.dir;
+  const std::filesystem::path checkpoint_root = output_dir / "checkpoints";
   if (main_rank) {
     std::filesystem::create_directories(output_dir);
     std::ofstream(output_dir / "config.yaml") << config.to_yaml();
   }
 
-  if (config.output.checkpoint_every > 0 && main_rank) {
-    log()->warn("output.checkpoint_every: sharded checkpoints are not implemented yet; this run "
-                "saves only its final model");
-  }
   LoadedModel loaded = load_or_initialise(config.model);
   const RopeScaling rope = training_rope_scaling(config.context, loaded.config);
   const int64_t sequence_length = config.effective_sequence_length();
@@ -110,6 +138,10 @@ TrainingSummary run_training(const TrainConfig& config) {
   LCTRAIN_CHECK(data.max_token() < loaded.config.vocab_size,
                 "{}: token id {} is outside the model's vocabulary of {}", config.data.path,
                 data.max_token(), loaded.config.vocab_size);
+  // The model as it leaves training: the extended window and its RoPE scaling.
+  LlamaConfig extended = loaded.config;
+  extended.max_position_embeddings = config.context.target_length;
+  extended.rope_scaling = rope;
 
   ShardingOptions sharding;
   sharding.compute_dtype = compute_dtype(config.training.precision);
@@ -117,46 +149,80 @@ TrainingSummary run_training(const TrainConfig& config) {
       config.training.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   sharding.activation_checkpointing = config.training.activation_checkpointing;
   ShardedLlama model(loaded.config, loaded.weights, rope, communicator, sharding);
-  const int64_t parameter_count = loaded.config.num_parameters();
   loaded.weights = LlamaWeights();  // keep only the shards
 
   std::vector<torch::Tensor> shards = model.parameters();
   for (auto& shard : shards) shard.set_data(shard.data().to(device));
-  ShardedAdamW optimizer(shards, AdamWOptions{config.optimizer.lr, config.optimizer.beta1,
-                                              config.optimizer.beta2, config.optimizer.eps,
-                                              config.optimizer.weight_decay});
+  ShardedAdamW optimizer(
+      shards, AdamWOptions{config.optimizer.lr, config.optimizer.beta1, config.optimizer.beta2,
+                           config.optimizer.eps, config.optimizer.weight_decay});
   const LrSchedule schedule(config.optimizer, config.schedule, config.training.steps);
 
-  // MFU = achieved FLOP/s over the device's dense bf16 peak (configured, or known by name).
-  const std::optional<double> peak_tflops =
-      config.training.peak_tflops > 0.0 ? std::optional<double>(config.training.peak_tflops)
-                                        : known_peak_bf16_tflops(device_name(device));
-  const int64_t world = communicator->world_size();
+  const int world = communicator->world_size();
   const int64_t micro_batch = config.training.micro_batch_size;
   const int64_t accumulation = config.training.gradient_accumulation;
   const int64_t global_batch = micro_batch * accumulation * world;
   const int64_t tokens_per_step = global_batch * sequence_length;
+
+  // The job's progress; a checkpoint restores all of it.
+  checkpoint::JobState job;
+  job.model_config = extended.to_json();
+  job.base_model = config.model.path;
+  job.config_yaml = config.to_yaml();
+  job.data_seed = config.data.seed;
+  job.data_path = config.data.path;
+  if (const auto resume_from = checkpoint_to_resume(config, *communicator)) {
+    const checkpoint::Manifest saved =
+        checkpoint::load(*resume_from, unit_pointers(model), optimizer, env.rank, world);
+    job.step = saved.step;
+    job.tokens_seen = saved.tokens_seen;
+    job.sequences_seen = saved.sequences_seen;
+    job.loss = saved.loss;
+    if (main_rank) {
+      log()->info("resumed from {} (step {}, {} tokens seen, written by {} rank(s))",
+                  resume_from->string(), saved.step, saved.tokens_seen, saved.world_size);
+      if (saved.data_seed != config.data.seed || saved.data_path != config.data.path) {
+        log()->warn(
+            "data differs from the checkpoint's ({} seed {}): the order of the remaining "
+            "sequences will too",
+            saved.data_path, saved.data_seed);
+      }
+    }
+  }
+
+  const std::optional<double> peak_tflops = config.training.peak_tflops > 0.0
+                                                ? std::optional<double>(config.training.peak_tflops)
+                                                : known_peak_bf16_tflops(device_name(device));
+  const StepMetrics metrics(loaded.config, sequence_length, tokens_per_step, world,
+                            config.training.steps, device, peak_tflops);
   log()->info(
       "training {} parameters on {} rank(s) ({}): {} steps x {} sequences x {} tokens, "
       "RoPE {}, {}, activation checkpointing {}, device {}",
-      parameter_count, world, communicator->backend_name(), config.training.steps, global_batch,
-      sequence_length, rope.describe(), config.training.precision,
+      loaded.config.num_parameters(), world, communicator->backend_name(), config.training.steps,
+      global_batch, sequence_length, rope.describe(), config.training.precision,
       sharding.activation_checkpointing ? "on" : "off", device_name(device));
 
-  std::ofstream metrics;
-  if (main_rank) metrics.open(output_dir / "metrics.jsonl", std::ios::app);
+  const auto save_checkpoint = [&] {
+    checkpoint::save(checkpoint_root, job, unit_pointers(model), optimizer, *communicator,
+                     config.output.keep_checkpoints);
+  };
+  std::ofstream metrics_file;
+  if (main_rank) metrics_file.open(output_dir / "metrics.jsonl", std::ios::app);
   ProgressBar progress(config.training.steps, main_rank);
+  const StopRequest stop_request;
   TrainingSummary summary;
+  summary.steps = job.step;
   const auto started = std::chrono::steady_clock::now();
-  for (int64_t step = 0; step < config.training.steps; ++step) {
+  const int64_t first_step = job.step;
+  for (int64_t step = first_step; step < config.training.steps; ++step) {
     const auto step_started = std::chrono::steady_clock::now();
     const double lr = schedule.lr_at(step);
     optimizer.zero_grad();
     double local_loss = 0.0;
     for (int64_t micro = 0; micro < accumulation; ++micro) {
-      // The step's global batch is sequences [step * G, (step + 1) * G); any split of it over
-      // ranks and micro-steps averages to the same gradient, which makes W-invariance testable.
-      const int64_t first = step * global_batch + (micro * world + env.rank) * micro_batch;
+      // The step's global batch is the next G sequences of the data order; any split of it over
+      // ranks and micro-steps averages to the same gradient (W-invariance, resharding).
+      const int64_t first = job.sequences_seen + (micro * world + env.rank) * micro_batch;
       const auto [inputs, targets] = data.batch(first, micro_batch);
       const torch::Tensor loss = model.loss(inputs, targets);
       (loss / static_cast<double>(accumulation)).backward();
@@ -165,7 +231,12 @@ TrainingSummary run_training(const TrainConfig& config) {
     const double grad_norm = clip_gradients(shards, config.training.max_grad_norm, *communicator);
     optimizer.step(lr);
     const double loss = communicator->sum_over_ranks(local_loss) / static_cast<double>(world);
-    if (step == 0) {
+    job.step = step + 1;
+    job.sequences_seen += global_batch;
+    job.tokens_seen += tokens_per_step;
+    job.loss = loss;
+    job.lr = lr;
+    if (step == first_step) {
       log()->info(
           "rank {} holds {:.2f} MiB of fp32 parameter shards and {:.2f} MiB of AdamW moments",
           env.rank, shard_bytes(shards) / 1048576.0, optimizer.state_bytes() / 1048576.0);
@@ -173,44 +244,39 @@ TrainingSummary run_training(const TrainConfig& config) {
 
     const std::chrono::duration<double> step_time = std::chrono::steady_clock::now() - step_started;
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
-    const double tokens_per_second = static_cast<double>(tokens_per_step) / step_time.count();
-    // 6 N FLOPs per token (forward + backward) plus attention: the usual MFU numerator.
-    const double flops = (6.0 * static_cast<double>(parameter_count) +
-                          12.0 * loaded.config.num_hidden_layers * loaded.config.hidden_size *
-                              static_cast<double>(sequence_length)) *
-                         tokens_per_second;
-    const double eta = elapsed.count() / static_cast<double>(step + 1) *
-                       static_cast<double>(config.training.steps - step - 1);
-    summary = {step + 1, loss, tokens_per_second};
+    const StepResult result{
+        job.step, loss, lr, grad_norm, step_time.count(), elapsed.count(), job.step - first_step};
+    summary = {job.step, loss, metrics.tokens_per_second(result)};
     if (main_rank &&
-        ((step + 1) % config.output.log_every == 0 || step + 1 == config.training.steps)) {
+        (job.step % config.output.log_every == 0 || job.step == config.training.steps)) {
       progress.clear();
-      const double tflops = flops / 1e12 / static_cast<double>(world);  // per rank
-      const std::optional<PeakMemory> device_memory = peak_device_memory(device);
-      const double peak_memory_gib =
-          device_memory ? device_memory->reserved_gib : peak_resident_gib();
-      log()->info(
-          "step {}/{} loss {:.4f} lr {:.3g} grad_norm {:.3f} tokens/s {:.0f} TFLOP/s/rank {:.3f}{} "
-          "peak {} {:.2f} GiB ETA {:.0f} s",
-          step + 1, config.training.steps, loss, lr, grad_norm, tokens_per_second, tflops,
-          peak_tflops ? fmt::format(" MFU {:.1f}%", 100.0 * tflops / *peak_tflops) : "",
-          device_memory ? "GPU memory" : "RSS", peak_memory_gib, eta);
-      nlohmann::json record = {{"step", step + 1},
-                               {"loss", loss},
-                               {"lr", lr},
-                               {"grad_norm", grad_norm},
-                               {"tokens_per_second", tokens_per_second},
-                               {"tflops_per_rank", tflops},
-                               {"peak_rss_gib", peak_resident_gib()},
-                               {"elapsed_seconds", elapsed.count()}};
-      if (peak_tflops) record["mfu"] = tflops / *peak_tflops;
-      if (device_memory) {
-        record["peak_gpu_allocated_gib"] = device_memory->allocated_gib;
-        record["peak_gpu_reserved_gib"] = device_memory->reserved_gib;
-      }
-      metrics << record.dump() << std::endl;
+      log()->info("{}", metrics.describe(result));
+      metrics_file << metrics.record(result).dump() << std::endl;
     }
-    if (main_rank) progress.update(step + 1, fmt::format("loss {:.4f} ETA {:.0f} s", loss, eta));
+    if (main_rank) {
+      progress.update(job.step,
+                      fmt::format("loss {:.4f} ETA {:.0f} s", loss, metrics.eta_seconds(result)));
+    }
+
+    const bool stopping = stop_request.received_by_any(*communicator);
+    const int64_t every = config.output.checkpoint_every;
+    const bool due =
+        (every > 0 && job.step % every == 0) || (every >= 0 && job.step == config.training.steps);
+    if (due || stopping) {
+      progress.clear();
+      save_checkpoint();
+    }
+    if (stopping) {
+      if (main_rank) {
+        log()->warn(
+            "stopped by a signal after step {}: checkpoint saved; run the same command "
+            "to resume",
+            job.step);
+      }
+      summary.stopped = true;
+      communicator->barrier();
+      return summary;
+    }
   }
 
   progress.clear();
@@ -221,9 +287,6 @@ TrainingSummary run_training(const TrainConfig& config) {
   // Every rank takes part in the gathers; rank 0 writes the model with the extended window.
   const LlamaWeights final_weights = model.gather_weights(torch::kFloat32);
   if (main_rank) {
-    LlamaConfig extended = loaded.config;
-    extended.max_position_embeddings = config.context.target_length;
-    extended.rope_scaling = rope;
     io::save_model(output_dir / "final", extended, final_weights, torch::kFloat32,
                    uint64_t{5} * 1000 * 1000 * 1000);
     log()->info("wrote {}", (output_dir / "final").string());

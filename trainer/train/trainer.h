@@ -11,6 +11,7 @@ struct TrainingSummary {
   int64_t steps = 0;
   double final_loss = 0.0;
   double tokens_per_second = 0.0;
+  bool stopped = false;  // by SIGTERM/SIGINT, after saving a checkpoint
 };
 
 TrainingSummary run_training(const TrainConfig& config);

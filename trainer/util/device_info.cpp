@@ -26,7 +26,7 @@ std::string device_name(const torch::Device& device) {
 std::optional<double> known_peak_bf16_tflops(const std::string& name) {
   // Order matters: the more specific name first ("H100 PCIe" before "H100").
   static const std::vector<std::pair<std::string, double>> kPeaks = {
-      {"H100 PCIe", 756.0}, {"H100 NVL", 835.0}, {"H100", 989.4}, {"H200", 989.4},
+      {"H100 PCIe", 756.0}, {"H100 NVL", 835.0}, {"H100", 989.4},  {"H200", 989.4},
       {"H800", 989.4},      {"GH200", 989.4},    {"B200", 2250.0}, {"A100", 312.0},
       {"A800", 312.0},      {"L40S", 362.0},     {"A10G", 70.0}};
   for (const auto& [key, tflops] : kPeaks) {
