@@ -15,6 +15,8 @@ Manifest sample() {
   manifest.tokens_seen = 30 * 4 * 128;
   manifest.loss = 3.25;
   manifest.lr = 2e-5;
+  manifest.loss_scale = 32768.0;
+  manifest.loss_scale_growth_tracker = 17;
   manifest.sequences_seen = 120;
   manifest.data_seed = 7;
   manifest.data_path = "data/tokens.bin";
@@ -34,8 +36,8 @@ TEST(CheckpointManifest, RoundTripsEveryField) {
   EXPECT_EQ(read.units[1].parameters[1].offset, 8);
   EXPECT_EQ(read.files[1].name, "rank-00001-of-00002.safetensors");
   // torchtitan's component names, so people and tools find their way around.
-  for (const char* component :
-       {"train_state", "lr_scheduler", "dataloader", "optimizer", "rng", "model", "files"}) {
+  for (const char* component : {"train_state", "lr_scheduler", "dataloader", "optimizer",
+                                "grad_scaler", "rng", "model", "files"}) {
     EXPECT_TRUE(original.to_json().contains(component)) << component;
   }
 }
@@ -48,6 +50,7 @@ TEST(CheckpointManifest, InconsistenciesAreErrorsNamingTheKey) {
       {[](nlohmann::json& j) { j.erase("train_state"); }, "train_state"},
       {[](nlohmann::json& j) { j["train_state"]["step"] = "ten"; }, "step"},
       {[](nlohmann::json& j) { j["dataloader"]["sequences_seen"] = -1; }, "sequences_seen"},
+      {[](nlohmann::json& j) { j["grad_scaler"]["scale"] = 0; }, "grad_scaler"},
       {[](nlohmann::json& j) { j["files"].erase(1); }, "files listed"},
       {[](nlohmann::json& j) { j["files"][1]["name"] = "../escape.safetensors"; }, "should be"},
       {[](nlohmann::json& j) { j["model"]["units"][1]["padded_numel"] = 9; }, "padded_numel"},

@@ -168,6 +168,48 @@ TEST_F(GpuTraining, Fp32TrainingOnTheGpuFollowsTheCpuRun) {
   }
 }
 
+TEST_F(GpuTraining, Fp16WithDynamicLossScalingSkipsOverflowsAndLearns) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  // 2^40 overflows fp16 gradients at first: the scale must back off until steps go through.
+  const auto result = testing::run_lctrain(
+      train_args("fp16",
+                 "training.steps=40 training.precision=fp16 training.device=cuda "
+                 "training.loss_scale=1099511627776"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  std::istringstream lines(testing::read_text(scratch_ / "fp16" / "metrics.jsonl"));
+  int skipped = 0;
+  double first_scale = 0.0, last_scale = 0.0, first_loss = 0.0, last_loss = 0.0;
+  for (std::string line; std::getline(lines, line);) {
+    const auto record = parse_json(line, "metrics.jsonl");
+    skipped += record.at("step_skipped").get<bool>() ? 1 : 0;
+    last_scale = record.at("loss_scale").get<double>();
+    last_loss = record.at("loss").get<double>();
+    if (first_scale == 0.0) {
+      first_scale = last_scale;
+      first_loss = last_loss;
+    }
+  }
+  std::cout << "[fp16] skipped " << skipped << " steps, scale " << first_scale << " -> "
+            << last_scale << ", loss " << first_loss << " -> " << last_loss << std::endl;
+  EXPECT_GT(skipped, 0);
+  EXPECT_LT(skipped, 40);
+  EXPECT_LT(last_scale, first_scale);
+  EXPECT_TRUE(std::isfinite(last_loss));
+  EXPECT_LT(last_loss, first_loss);
+}
+
+TEST_F(GpuTraining, Fp16OnTheCpuTrainsOrSaysWhyNot) {
+  const auto result =
+      testing::run_lctrain(train_args("fp16-cpu", "training.precision=fp16 training.device=cpu"));
+  if (result.exit_code != 0) {
+    // LibTorch 1.13 has no fp16 matmul on CPUs.
+    EXPECT_NE(result.output.find("cannot multiply fp16 matrices on cpu"), std::string::npos)
+        << result.output;
+    return;
+  }
+  for (const double loss : losses("fp16-cpu")) EXPECT_TRUE(std::isfinite(loss));
+}
+
 TEST_F(GpuTraining, AskingForCudaWithoutAGpuIsAClearError) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has a GPU";
   const auto result = testing::run_lctrain(train_args("none", "training.device=cuda"));

@@ -70,6 +70,7 @@ nlohmann::json Manifest::to_json() const {
           {"dataloader",
            {{"sequences_seen", sequences_seen}, {"seed", data_seed}, {"path", data_path}}},
           {"optimizer", {{"type", "adamw"}, {"steps", step}, {"state_dtype", "float32"}}},
+          {"grad_scaler", {{"scale", loss_scale}, {"growth_tracker", loss_scale_growth_tracker}}},
           {"rng", {{"per_rank", true}}},
           {"model",
            {{"config", model_config},
@@ -101,6 +102,12 @@ Manifest Manifest::from_json(const nlohmann::json& json, const std::string& sour
   LCTRAIN_CHECK(manifest.step >= 0 && manifest.tokens_seen >= 0,
                 "{}: train_state has negative counters", source);
   manifest.lr = section(json, "lr_scheduler", source).required_number("lr");
+  const JsonFields scaler = section(json, "grad_scaler", source);
+  manifest.loss_scale = scaler.required_number("scale");
+  manifest.loss_scale_growth_tracker = scaler.required_int("growth_tracker");
+  LCTRAIN_CHECK(manifest.loss_scale > 0.0 && manifest.loss_scale_growth_tracker >= 0,
+                "{}: grad_scaler holds scale {} and growth_tracker {}", source, manifest.loss_scale,
+                manifest.loss_scale_growth_tracker);
   const JsonFields dataloader = section(json, "dataloader", source);
   manifest.sequences_seen = dataloader.required_int("sequences_seen");
   LCTRAIN_CHECK(manifest.sequences_seen >= 0, "{}: dataloader.sequences_seen is negative", source);

@@ -42,6 +42,9 @@ struct Manifest {
   double loss = 0.0;  // of the last step
   // lr_scheduler: a pure function of the step; the value is kept for people reading it
   double lr = 0.0;
+  // grad_scaler (fp16 dynamic loss scaling; 1 and 0 otherwise)
+  double loss_scale = 1.0;
+  int64_t loss_scale_growth_tracker = 0;
   // dataloader: the next global sequence index, the shuffle seed and the data it indexes
   int64_t sequences_seen = 0;
   uint64_t data_seed = 0;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <limits>
 
 #include "checkpoint/checkpoint_store.h"
 #include "data/token_sequences.h"
@@ -10,6 +11,7 @@
 #include "dist/sharded_llama.h"
 #include "io/hf_model_dir.h"
 #include "train/adamw.h"
+#include "train/loss_scaler.h"
 #include "train/lr_schedule.h"
 #include "train/progress_bar.h"
 #include "train/runtime_rope.h"
@@ -22,10 +24,22 @@
 namespace lctrain {
 namespace {
 
-torch::ScalarType compute_dtype(const std::string& precision) {
+torch::ScalarType compute_dtype(const std::string& precision, const torch::Device& device) {
   if (precision == "bf16") return torch::kBFloat16;
   if (precision == "fp32") return torch::kFloat32;
-  throw Error("training.precision '{}' is not supported yet (use bf16 or fp32)", precision);
+  LCTRAIN_CHECK(precision == "fp16", "training.precision '{}' is not one of bf16, fp16, fp32",
+                precision);
+  // LibTorch 1.13 has no fp16 matmul on CPUs: say so now rather than deep inside the forward.
+  try {
+    const auto probe = torch::ones({2, 2}, torch::TensorOptions(torch::kHalf).device(device));
+    (void)torch::mm(probe, probe);
+  } catch (const c10::Error&) {
+    throw Error(
+        "training.precision=fp16: this LibTorch cannot multiply fp16 matrices on {} (use "
+        "bf16 or fp32 there; fp16 is for GPUs)",
+        device.str());
+  }
+  return torch::kHalf;
 }
 
 struct LoadedModel {
@@ -144,7 +158,7 @@ TrainingSummary run_training(const TrainConfig& config) {
   extended.rope_scaling = rope;
 
   ShardingOptions sharding;
-  sharding.compute_dtype = compute_dtype(config.training.precision);
+  sharding.compute_dtype = compute_dtype(config.training.precision, device);
   sharding.reduce_dtype =
       config.training.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   sharding.activation_checkpointing = config.training.activation_checkpointing;
@@ -157,6 +171,9 @@ TrainingSummary run_training(const TrainConfig& config) {
       shards, AdamWOptions{config.optimizer.lr, config.optimizer.beta1, config.optimizer.beta2,
                            config.optimizer.eps, config.optimizer.weight_decay});
   const LrSchedule schedule(config.optimizer, config.schedule, config.training.steps);
+  DynamicLossScaler loss_scaler(
+      LossScalerOptions{config.training.loss_scale, 2.0, 0.5, config.training.loss_scale_window},
+      sharding.compute_dtype == torch::kHalf);
 
   const int world = communicator->world_size();
   const int64_t micro_batch = config.training.micro_batch_size;
@@ -178,6 +195,9 @@ TrainingSummary run_training(const TrainConfig& config) {
     job.tokens_seen = saved.tokens_seen;
     job.sequences_seen = saved.sequences_seen;
     job.loss = saved.loss;
+    if (loss_scaler.enabled() && saved.loss_scale != 1.0) {
+      loss_scaler.load_state(saved.loss_scale, saved.loss_scale_growth_tracker);
+    }
     if (main_rank) {
       log()->info("resumed from {} (step {}, {} tokens seen, written by {} rank(s))",
                   resume_from->string(), saved.step, saved.tokens_seen, saved.world_size);
@@ -225,17 +245,29 @@ TrainingSummary run_training(const TrainConfig& config) {
       const int64_t first = job.sequences_seen + (micro * world + env.rank) * micro_batch;
       const auto [inputs, targets] = data.batch(first, micro_batch);
       const torch::Tensor loss = model.loss(inputs, targets);
-      (loss / static_cast<double>(accumulation)).backward();
+      (loss * (loss_scaler.scale() / static_cast<double>(accumulation))).backward();
       local_loss += loss.item<double>() / static_cast<double>(accumulation);
     }
-    const double grad_norm = clip_gradients(shards, config.training.max_grad_norm, *communicator);
-    optimizer.step(lr);
+    // fp16: a step whose gradients overflowed is skipped and the loss scale backs off.
+    const double scale_used = loss_scaler.scale();
+    const bool finite = loss_scaler.unscale_and_check(shards, *communicator);
+    double grad_norm = std::numeric_limits<double>::quiet_NaN();
+    if (finite) {
+      grad_norm = clip_gradients(shards, config.training.max_grad_norm, *communicator);
+      optimizer.step(lr);
+    } else if (main_rank) {
+      log()->warn("step {}: gradients overflowed at loss scale {}; step skipped, scale {}",
+                  step + 1, scale_used, scale_used * 0.5);
+    }
+    loss_scaler.update(finite);
     const double loss = communicator->sum_over_ranks(local_loss) / static_cast<double>(world);
     job.step = step + 1;
     job.sequences_seen += global_batch;
     job.tokens_seen += tokens_per_step;
     job.loss = loss;
     job.lr = lr;
+    job.loss_scale = loss_scaler.scale();
+    job.loss_scale_growth_tracker = loss_scaler.growth_tracker();
     if (step == first_step) {
       log()->info(
           "rank {} holds {:.2f} MiB of fp32 parameter shards and {:.2f} MiB of AdamW moments",
@@ -251,7 +283,12 @@ TrainingSummary run_training(const TrainConfig& config) {
         (job.step % config.output.log_every == 0 || job.step == config.training.steps)) {
       progress.clear();
       log()->info("{}", metrics.describe(result));
-      metrics_file << metrics.record(result).dump() << std::endl;
+      nlohmann::json record = metrics.record(result);
+      if (loss_scaler.enabled()) {
+        record["loss_scale"] = scale_used;
+        record["step_skipped"] = !finite;
+      }
+      metrics_file << record.dump() << std::endl;
     }
     if (main_rank) {
       progress.update(job.step,
