@@ -81,7 +81,8 @@ const char* const kSentences[] = {
 
 }  // namespace
 
-std::filesystem::path train_test_tokenizer(const std::filesystem::path& dir, int vocab_size) {
+std::filesystem::path train_test_tokenizer(const std::filesystem::path& dir, int vocab_size,
+                                           bool lossless) {
   std::string corpus;
   for (int pass = 0; pass < 8; ++pass) {
     for (const char* sentence : kSentences) corpus += std::string(sentence) + "\n";
@@ -90,8 +91,11 @@ std::filesystem::path train_test_tokenizer(const std::filesystem::path& dir, int
   const auto result = run_command(
       "spm_train --input=" + quoted(dir / "corpus.txt") + " --model_prefix=" +
       quoted(dir / "tokenizer") + " --vocab_size=" + std::to_string(vocab_size) +
-      " --model_type=bpe --byte_fallback=false --character_coverage=1.0 --bos_id=1 --eos_id=2"
-      " --unk_id=0 --pad_id=-1 --num_threads=1");
+      " --model_type=bpe --character_coverage=1.0 --bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1"
+      " --num_threads=1" +
+      (lossless ? std::string(" --byte_fallback=true --normalization_rule_name=identity"
+                              " --remove_extra_whitespaces=false")
+                : std::string(" --byte_fallback=false")));
   if (result.exit_code != 0) throw std::runtime_error("spm_train failed:\n" + result.output);
   std::filesystem::remove(dir / "corpus.txt");
   return dir / "tokenizer.model";

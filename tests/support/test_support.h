@@ -43,7 +43,10 @@ std::string quoted(const std::filesystem::path& path);
 
 // Trains <dir>/tokenizer.model with spm_train (BPE, unk 0, bos 1, eos 2, no pad) on a few KB of
 // English sentences; returns its path. Throws std::runtime_error if spm_train fails.
-std::filesystem::path train_test_tokenizer(const std::filesystem::path& dir, int vocab_size);
+// With `lossless`, LLaMA's settings: byte fallback and no normalization, so that decode(encode(x))
+// gives back any UTF-8 text x (vocab_size must then leave room for the 256 byte pieces).
+std::filesystem::path train_test_tokenizer(const std::filesystem::path& dir, int vocab_size,
+                                           bool lossless = false);
 
 // Writes `text` to `path`, creating parent folders.
 void write_text(const std::filesystem::path& path, const std::string& text);

@@ -26,6 +26,7 @@ Action add_forward_command(CLI::App& app);
 Action add_generate_command(CLI::App& app);
 Action add_inspect_command(CLI::App& app);
 Action add_launch_command(CLI::App& app);
+Action add_prepare_data_command(CLI::App& app);
 Action add_train_command(CLI::App& app);
 
 }  // namespace lctrain::cli

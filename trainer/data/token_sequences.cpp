@@ -2,6 +2,7 @@
 
 #include <fstream>
 
+#include "data/token_shards.h"
 #include "io/token_ids_file.h"
 #include "util/error.h"
 
@@ -21,6 +22,9 @@ TokenSequences::TokenSequences(torch::Tensor tokens, int64_t sequence_length, ui
 
 TokenSequences TokenSequences::from_file(const std::filesystem::path& path, int64_t sequence_length,
                                          uint64_t seed) {
+  if (std::filesystem::is_directory(path)) {  // token shards of `lctrain prepare-data`
+    return TokenSequences(data::read_token_shards(path), sequence_length, seed);
+  }
   LCTRAIN_CHECK(std::filesystem::is_regular_file(path), "token file {} does not exist",
                 path.string());
   if (path.extension() != ".bin") {

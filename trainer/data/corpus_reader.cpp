@@ -1,0 +1,209 @@
+#include "data/corpus_reader.h"
+
+#include <zstd.h>
+
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+
+namespace lctrain::data {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr size_t kExamples = 5;
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Lines of a file, decompressing zstd on the fly when asked.
+class LineSource {
+ public:
+  LineSource(const fs::path& path, bool zstd) : path_(path), in_(path, std::ios::binary) {
+    LCTRAIN_CHECK(in_.good(), "cannot read {}", path.string());
+    if (zstd) {
+      stream_.reset(ZSTD_createDStream());
+      LCTRAIN_CHECK(stream_ != nullptr, "out of memory opening {}", path.string());
+      compressed_.resize(ZSTD_DStreamInSize());
+    }
+  }
+
+  // The next line without its newline; false at the end.
+  bool next(std::string& line) {
+    while (true) {
+      const size_t newline = pending_.find('\n', scan_from_);
+      if (newline != std::string::npos) {
+        line.assign(pending_, 0, newline);
+        pending_.erase(0, newline + 1);
+        scan_from_ = 0;
+        return true;
+      }
+      scan_from_ = pending_.size();
+      if (!fill()) {
+        if (pending_.empty()) return false;
+        line.swap(pending_);
+        pending_.clear();
+        scan_from_ = 0;
+        return true;
+      }
+    }
+  }
+
+  uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  struct FreeStream {
+    void operator()(ZSTD_DStream* stream) const { ZSTD_freeDStream(stream); }
+  };
+
+  // Appends more decoded text to pending_; false at the end of the input.
+  bool fill() {
+    if (!stream_) {
+      char buffer[1 << 16];
+      in_.read(buffer, sizeof buffer);
+      const auto count = static_cast<size_t>(in_.gcount());
+      bytes_read_ += count;
+      pending_.append(buffer, count);
+      return count > 0;
+    }
+    std::vector<char> output(ZSTD_DStreamOutSize());
+    while (true) {
+      if (input_.pos == input_.size) {
+        in_.read(compressed_.data(), static_cast<std::streamsize>(compressed_.size()));
+        const auto count = static_cast<size_t>(in_.gcount());
+        if (count == 0) {
+          LCTRAIN_CHECK(frame_done_,
+                        "{}: the zstd stream ends in the middle of a frame (truncated)",
+                        path_.string());
+          return false;
+        }
+        bytes_read_ += count;
+        input_ = {compressed_.data(), count, 0};
+      }
+      ZSTD_outBuffer out = {output.data(), output.size(), 0};
+      const size_t result = ZSTD_decompressStream(stream_.get(), &out, &input_);
+      LCTRAIN_CHECK(!ZSTD_isError(result), "{}: corrupt zstd data: {}", path_.string(),
+                    ZSTD_getErrorName(result));
+      frame_done_ = result == 0;
+      if (out.pos > 0) {
+        pending_.append(output.data(), out.pos);
+        return true;
+      }
+    }
+  }
+
+  fs::path path_;
+  std::ifstream in_;
+  std::unique_ptr<ZSTD_DStream, FreeStream> stream_;
+  std::vector<char> compressed_;
+  ZSTD_inBuffer input_ = {nullptr, 0, 0};
+  bool frame_done_ = true;
+  std::string pending_;
+  size_t scan_from_ = 0;
+  uint64_t bytes_read_ = 0;
+};
+
+void note(BadLines& bad, int64_t& counter, const fs::path& path, int64_t line,
+          const std::string& reason) {
+  ++counter;
+  if (bad.examples.size() < kExamples) {
+    bad.examples.push_back(fmt::format("{}:{}: {}", path.string(), line, reason));
+  }
+}
+
+}  // namespace
+
+bool is_valid_utf8(const std::string& text) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t size = text.size();
+  for (size_t i = 0; i < size;) {
+    const unsigned char lead = bytes[i];
+    size_t length = 0;
+    uint32_t code = 0;
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    } else if ((lead & 0xE0) == 0xC0) {
+      length = 2, code = lead & 0x1F;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3, code = lead & 0x0F;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4, code = lead & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > size) return false;
+    for (size_t k = 1; k < length; ++k) {
+      if ((bytes[i + k] & 0xC0) != 0x80) return false;
+      code = (code << 6) | (bytes[i + k] & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    const uint32_t minimum[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code < minimum[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
+void read_documents(const fs::path& path, const std::function<void(Document&&)>& consume,
+                    BadLines& bad, const std::function<void(uint64_t)>& on_bytes) {
+  const std::string name = path.filename().string();
+  if (ends_with(name, ".txt")) {
+    LineSource source(path, false);
+    Document document{"", name};
+    std::string line;
+    bool first = true;
+    while (source.next(line)) {
+      if (!first) document.text += '\n';
+      document.text += line;
+      first = false;
+    }
+    on_bytes(source.bytes_read());
+    if (!is_valid_utf8(document.text)) {
+      note(bad, bad.invalid_utf8, path, 1, "not valid UTF-8");
+      return;
+    }
+    if (!document.text.empty()) consume(std::move(document));
+    return;
+  }
+  const bool zstd = ends_with(name, ".jsonl.zst") || ends_with(name, ".json.zst");
+  LCTRAIN_CHECK(zstd || ends_with(name, ".jsonl") || ends_with(name, ".json"),
+                "{}: unsupported input (use .jsonl, .jsonl.zst or .txt)", path.string());
+  LineSource source(path, zstd);
+  std::string line;
+  int64_t number = 0;
+  while (source.next(line)) {
+    ++number;
+    if (number % 1024 == 0) on_bytes(source.bytes_read());
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines
+    nlohmann::json record;
+    try {
+      record = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& error) {
+      // nlohmann rejects ill-formed UTF-8 inside strings with a message that says so.
+      const bool utf8 = std::string(error.what()).find("UTF-8") != std::string::npos;
+      note(bad, utf8 ? bad.invalid_utf8 : bad.invalid_json, path, number,
+           utf8 ? "not valid UTF-8" : "not JSON");
+      continue;
+    }
+    if (!record.is_object() || !record.contains("text") || !record.at("text").is_string()) {
+      note(bad, bad.missing_text, path, number, "no \"text\" string");
+      continue;
+    }
+    Document document{record.at("text").get<std::string>(), name};
+    if (record.contains("meta") && record.at("meta").is_object() &&
+        record.at("meta").contains("pile_set_name") &&
+        record.at("meta").at("pile_set_name").is_string()) {
+      document.set_name = record.at("meta").at("pile_set_name").get<std::string>();
+    }
+    consume(std::move(document));
+  }
+  on_bytes(source.bytes_read());
+}
+
+}  // namespace lctrain::data

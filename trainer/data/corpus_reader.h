@@ -1,0 +1,37 @@
+// Documents from the corpora `lctrain prepare-data` reads: JSON lines (the Pile's format:
+// {"text": ..., "meta": {"pile_set_name": ...}}), plain or zstd-compressed (.jsonl, .jsonl.zst),
+// and .txt files (one document each). Bad lines are counted and skipped with file:line examples;
+// a corrupt zstd stream is an Error naming the file.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lctrain::data {
+
+struct Document {
+  std::string text;
+  std::string set_name;  // meta.pile_set_name, else the input file's name
+};
+
+struct BadLines {
+  int64_t invalid_json = 0;
+  int64_t missing_text = 0;
+  int64_t invalid_utf8 = 0;
+  std::vector<std::string> examples;  // "file:line: reason", the first few
+  int64_t total() const { return invalid_json + missing_text + invalid_utf8; }
+};
+
+// Calls `consume` for every document of `path` in order; `on_bytes` with the input bytes (as
+// stored, i.e. compressed) consumed so far, for progress.
+void read_documents(const std::filesystem::path& path,
+                    const std::function<void(Document&&)>& consume, BadLines& bad,
+                    const std::function<void(uint64_t)>& on_bytes);
+
+bool is_valid_utf8(const std::string& text);
+
+}  // namespace lctrain::data

@@ -1,0 +1,45 @@
+// `lctrain prepare-data`: corpora in, token shards out (data/token_shards.h). One reader thread
+// decodes the inputs in order, N workers tokenize batches of documents with SentencePiece, and
+// the writer packs the batches in input order, so the shards do not depend on N.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/corpus_reader.h"
+
+namespace lctrain::data {
+
+struct PrepareOptions {
+  std::vector<std::filesystem::path> inputs;
+  std::filesystem::path tokenizer;  // tokenizer.model
+  std::filesystem::path out;
+  int workers = 0;  // 0 = every core
+  int64_t tokens_per_shard = 100'000'000;
+  bool add_bos = false;  // BOS before each document as well as EOS after it
+  bool progress = true;
+};
+
+struct SetCounts {
+  int64_t documents = 0;
+  int64_t tokens = 0;
+  int64_t bytes = 0;  // of document text
+};
+
+struct PrepareSummary {
+  int64_t documents = 0;
+  int64_t tokens = 0;
+  int64_t text_bytes = 0;
+  uint64_t input_bytes = 0;  // as stored (compressed)
+  double seconds = 0.0;
+  std::map<std::string, SetCounts> sets;
+  BadLines bad;
+  std::vector<std::pair<std::string, int64_t>> shards;
+};
+
+// Writes <out>/shard-*.bin and <out>/manifest.json; returns what it did.
+PrepareSummary prepare_data(const PrepareOptions& options);
+
+}  // namespace lctrain::data

@@ -1,0 +1,52 @@
+// Token shards: the packed output of `lctrain prepare-data` and the input of training.
+//
+// <dir>/manifest.json          what went in (documents, bytes, tokens per source set, bad lines)
+// <dir>/shard-00000.bin ...    "LCTOKENS", u32 version, u32 bytes per token (2: uint16, used when
+//                              the vocabulary fits; 4: uint32), u64 token count, then the tokens,
+//                              little-endian. Documents are concatenated, each followed by EOS.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace lctrain::data {
+
+inline constexpr char kShardMagic[8] = {'L', 'C', 'T', 'O', 'K', 'E', 'N', 'S'};
+inline constexpr uint32_t kShardVersion = 1;
+inline constexpr size_t kShardHeaderBytes = 24;
+
+std::string shard_name(int64_t index);
+
+// Appends tokens to numbered shards of at most `tokens_per_shard` tokens each.
+class TokenShardWriter {
+ public:
+  TokenShardWriter(std::filesystem::path dir, int bytes_per_token, int64_t tokens_per_shard);
+  ~TokenShardWriter();
+  void append(const std::vector<int64_t>& tokens);
+  // Finishes the open shard; returns every shard's (file name, token count).
+  std::vector<std::pair<std::string, int64_t>> finish();
+
+ private:
+  void open_next();
+  void close_current();
+
+  std::filesystem::path dir_;
+  int bytes_per_token_;
+  int64_t tokens_per_shard_;
+  std::ofstream out_;
+  int64_t in_current_ = 0;
+  std::vector<std::pair<std::string, int64_t>> shards_;
+};
+
+// Reads one shard file (header validated) as int64 token ids.
+torch::Tensor read_token_shard(const std::filesystem::path& path);
+
+// Every shard listed in <dir>/manifest.json, in order, concatenated: int64 [N].
+torch::Tensor read_token_shards(const std::filesystem::path& dir);
+
+}  // namespace lctrain::data
