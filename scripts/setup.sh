@@ -11,6 +11,7 @@ packages=(
   libsentencepiece-dev sentencepiece libzstd-dev zstd libxxhash-dev
   libgtest-dev libgmock-dev
   python3-torch                       # /usr/bin/torchrun, the real launcher for multi-rank tests
+  python3-sentencepiece               # bench/prepare_data_throughput.sh: the Python baseline
 )
 
 missing=()

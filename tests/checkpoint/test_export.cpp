@@ -17,9 +17,7 @@ using testing::run_lctrain;
 using testing::ScratchDir;
 using testing::TrainingJob;
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using testing::contains;
 
 torch::Tensor logits_of(const fs::path& model, const fs::path& ids, const fs::path& out) {
   const CommandResult result = run_lctrain("forward --model " + quoted(model) + " --ids " +

@@ -20,9 +20,7 @@ using testing::run_command;
 using testing::ScratchDir;
 using testing::TrainingJob;
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using testing::contains;
 
 void expect_same_losses(const std::map<int64_t, double>& expected,
                         const std::map<int64_t, double>& actual, int64_t first, int64_t last,

@@ -46,9 +46,7 @@ SplitResult lctrain_split(const std::string& args, const std::filesystem::path& 
   return {result.exit_code, result.output, read_text(err_file)};
 }
 
-bool contains(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
+using testing::contains;
 
 std::vector<std::string> non_empty_lines(const std::string& text) {
   std::vector<std::string> lines;

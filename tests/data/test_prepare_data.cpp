@@ -21,9 +21,7 @@ using testing::run_lctrain;
 using testing::ScratchDir;
 using testing::write_text;
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using testing::contains;
 
 class PrepareData : public ::testing::Test {
  protected:

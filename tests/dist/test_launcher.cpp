@@ -29,9 +29,7 @@ using testing::write_text;
 
 using testing::quoted;
 
-bool contains(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
+using testing::contains;
 
 const auto lctrain = testing::run_lctrain;
 

@@ -47,6 +47,10 @@ CommandResult run_command(const std::string& command) {
   return result;
 }
 
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
 std::string quoted(const std::string& text) { return "'" + text + "'"; }
 
 CommandResult run_lctrain(const std::string& args) {

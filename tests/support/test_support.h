@@ -48,6 +48,9 @@ std::string quoted(const std::filesystem::path& path);
 std::filesystem::path train_test_tokenizer(const std::filesystem::path& dir, int vocab_size,
                                            bool lossless = false);
 
+// Whether `text` contains `part` (for command output).
+bool contains(const std::string& text, const std::string& part);
+
 // Writes `text` to `path`, creating parent folders.
 void write_text(const std::filesystem::path& path, const std::string& text);
 std::string read_text(const std::filesystem::path& path);
