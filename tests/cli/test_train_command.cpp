@@ -61,6 +61,31 @@ TEST_F(TrainCommand, LeavesConfigMetricsAndTheExtendedModel) {
   EXPECT_EQ(result.output.find('\r'), std::string::npos);
 }
 
+TEST_F(TrainCommand, DynamicLossScalingSkipsOverflowingStepsThenTrains) {
+  // The fp16 machinery, driven on the CPU in fp32: 2^140 is inf as a float, so the first steps
+  // overflow and are skipped, halving the scale each time, until steps go through.
+  const auto result =
+      run_command(train("training.steps=30 training.loss_scaling=dynamic "
+                        "training.loss_scale=1.3937965749081639e+42 "
+                        "optimizer.lr=0.01 output.checkpoint_every=-1"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("gradients overflowed"), std::string::npos) << result.output;
+  std::ifstream metrics(scratch_ / "out" / "metrics.jsonl");
+  int skipped = 0;
+  std::vector<double> scales, losses;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    skipped += record.at("step_skipped").get<bool>() ? 1 : 0;
+    scales.push_back(record.at("loss_scale").get<double>());
+    losses.push_back(record.at("loss").get<double>());
+  }
+  ASSERT_EQ(scales.size(), 30u);
+  EXPECT_GE(skipped, 13);  // 2^140 ... 2^128 are all inf in fp32
+  EXPECT_LT(skipped, 30);
+  EXPECT_DOUBLE_EQ(scales[1], scales[0] / 2);
+  EXPECT_LT(losses.back(), losses.front());
+}
+
 TEST_F(TrainCommand, DrawsAProgressBarOnATerminal) {
   // script(1) gives the command a pseudo-terminal, as an interactive user has.
   const auto result = run_command("script -qec " + quoted(train()) + " /dev/null");

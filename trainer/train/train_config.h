@@ -35,9 +35,10 @@ struct TrainConfig {
     std::string precision = "bf16";     // bf16 | fp16 | fp32
     std::string reduce_dtype = "fp32";  // fp32 | bf16
     bool activation_checkpointing = true;
-    double max_grad_norm = 1.0;  // <= 0 disables clipping
-    double loss_scale = 65536.0;       // fp16 only: initial dynamic loss scale
-    int64_t loss_scale_window = 2000;  // fp16 only: clean steps before the scale doubles
+    double max_grad_norm = 1.0;         // <= 0 disables clipping
+    std::string loss_scaling = "auto";  // auto (dynamic for fp16, none otherwise) | dynamic | none
+    double loss_scale = 65536.0;        // dynamic loss scaling: the initial scale
+    int64_t loss_scale_window = 2000;   // dynamic loss scaling: clean steps before it doubles
     uint64_t seed = 0;
     std::string device = "auto";  // auto (the rank's GPU when there is one, else cpu) | cpu | cuda
     double peak_tflops = 0.0;     // for MFU; 0 = the device's dense bf16 figure when known

@@ -173,7 +173,8 @@ TrainingSummary run_training(const TrainConfig& config) {
   const LrSchedule schedule(config.optimizer, config.schedule, config.training.steps);
   DynamicLossScaler loss_scaler(
       LossScalerOptions{config.training.loss_scale, 2.0, 0.5, config.training.loss_scale_window},
-      sharding.compute_dtype == torch::kHalf);
+      config.training.loss_scaling == "dynamic" ||
+          (config.training.loss_scaling == "auto" && sharding.compute_dtype == torch::kHalf));
 
   const int world = communicator->world_size();
   const int64_t micro_batch = config.training.micro_batch_size;
