@@ -12,6 +12,7 @@ Manifest sample() {
   Manifest manifest;
   manifest.world_size = 2;
   manifest.step = 30;
+  manifest.optimizer_steps = 28;
   manifest.tokens_seen = 30 * 4 * 128;
   manifest.loss = 3.25;
   manifest.lr = 2e-5;
@@ -51,6 +52,7 @@ TEST(CheckpointManifest, InconsistenciesAreErrorsNamingTheKey) {
       {[](nlohmann::json& j) { j["train_state"]["step"] = "ten"; }, "step"},
       {[](nlohmann::json& j) { j["dataloader"]["sequences_seen"] = -1; }, "sequences_seen"},
       {[](nlohmann::json& j) { j["grad_scaler"]["scale"] = 0; }, "grad_scaler"},
+      {[](nlohmann::json& j) { j["optimizer"]["steps"] = 31; }, "optimizer.steps 31"},
       {[](nlohmann::json& j) { j["files"].erase(1); }, "files listed"},
       {[](nlohmann::json& j) { j["files"][1]["name"] = "../escape.safetensors"; }, "should be"},
       {[](nlohmann::json& j) { j["model"]["units"][1]["padded_numel"] = 9; }, "padded_numel"},

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "checkpoint/training_job.h"
+#include "util/json_fields.h"
 
 namespace lctrain {
 namespace {
@@ -76,6 +77,23 @@ TEST_F(Resume, StoppedAndResumedRunEqualsTheStraightRunBitForBit) {
   const auto straight = job_.losses("straight");
   ASSERT_EQ(straight.size(), 20u);
   expect_same_losses(straight, job_.losses("split"), 1, 20, 0.0);
+  EXPECT_TRUE(testing::tensors_equal(job_.final_tensors("straight"), job_.final_tensors("split")));
+}
+
+TEST_F(Resume, LossScalerStateAndSkippedStepsResumeExactly) {
+  // 2^130 is inf as a float: the first steps overflow and are skipped, so the optimizer has taken
+  // fewer updates than the job has steps, and the scale has backed off; both must survive.
+  const std::string scaling =
+      "training.loss_scaling=dynamic training.loss_scale=1.361129467683754e+39 ";
+  ASSERT_EQ(job_.run("straight", 1, scaling).exit_code, 0);
+  ASSERT_EQ(job_.run("split", 1, scaling + "training.steps=10").exit_code, 0);
+  const auto manifest =
+      read_json_file(job_.out("split") / "checkpoints" / "step-00000010" / "manifest.json");
+  EXPECT_LT(manifest.at("optimizer").at("steps").get<int64_t>(), 10);
+  EXPECT_LT(manifest.at("grad_scaler").at("scale").get<double>(), 1.361129467683754e+39);
+  const CommandResult resumed = job_.run("split", 1, scaling);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  expect_same_losses(job_.losses("straight"), job_.losses("split"), 1, 20, 0.0);
   EXPECT_TRUE(testing::tensors_equal(job_.final_tensors("straight"), job_.final_tensors("split")));
 }
 

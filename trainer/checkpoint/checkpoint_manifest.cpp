@@ -62,23 +62,24 @@ nlohmann::json Manifest::to_json() const {
   for (const ShardFile& file : files) {
     files_json.push_back({{"name", file.name}, {"bytes", file.bytes}, {"xxh3", file.xxh3}});
   }
-  return {{"format", "lctrain-checkpoint"},
-          {"format_version", format_version},
-          {"world_size", world_size},
-          {"train_state", {{"step", step}, {"tokens_seen", tokens_seen}, {"loss", loss}}},
-          {"lr_scheduler", {{"step", step}, {"lr", lr}}},
-          {"dataloader",
-           {{"sequences_seen", sequences_seen}, {"seed", data_seed}, {"path", data_path}}},
-          {"optimizer", {{"type", "adamw"}, {"steps", step}, {"state_dtype", "float32"}}},
-          {"grad_scaler", {{"scale", loss_scale}, {"growth_tracker", loss_scale_growth_tracker}}},
-          {"rng", {{"per_rank", true}}},
-          {"model",
-           {{"config", model_config},
-            {"base_model", base_model},
-            {"master_dtype", "float32"},
-            {"units", units_json}}},
-          {"files", files_json},
-          {"config_yaml", config_yaml}};
+  return {
+      {"format", "lctrain-checkpoint"},
+      {"format_version", format_version},
+      {"world_size", world_size},
+      {"train_state", {{"step", step}, {"tokens_seen", tokens_seen}, {"loss", loss}}},
+      {"lr_scheduler", {{"step", step}, {"lr", lr}}},
+      {"dataloader",
+       {{"sequences_seen", sequences_seen}, {"seed", data_seed}, {"path", data_path}}},
+      {"optimizer", {{"type", "adamw"}, {"steps", optimizer_steps}, {"state_dtype", "float32"}}},
+      {"grad_scaler", {{"scale", loss_scale}, {"growth_tracker", loss_scale_growth_tracker}}},
+      {"rng", {{"per_rank", true}}},
+      {"model",
+       {{"config", model_config},
+        {"base_model", base_model},
+        {"master_dtype", "float32"},
+        {"units", units_json}}},
+      {"files", files_json},
+      {"config_yaml", config_yaml}};
 }
 
 Manifest Manifest::from_json(const nlohmann::json& json, const std::string& source) {
@@ -102,6 +103,10 @@ Manifest Manifest::from_json(const nlohmann::json& json, const std::string& sour
   LCTRAIN_CHECK(manifest.step >= 0 && manifest.tokens_seen >= 0,
                 "{}: train_state has negative counters", source);
   manifest.lr = section(json, "lr_scheduler", source).required_number("lr");
+  manifest.optimizer_steps = section(json, "optimizer", source).required_int("steps");
+  LCTRAIN_CHECK(manifest.optimizer_steps >= 0 && manifest.optimizer_steps <= manifest.step,
+                "{}: optimizer.steps {} is not within 0..{}", source, manifest.optimizer_steps,
+                manifest.step);
   const JsonFields scaler = section(json, "grad_scaler", source);
   manifest.loss_scale = scaler.required_number("scale");
   manifest.loss_scale_growth_tracker = scaler.required_int("growth_tracker");

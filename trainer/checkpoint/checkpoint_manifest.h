@@ -40,6 +40,8 @@ struct Manifest {
   int64_t step = 0;  // optimizer steps completed
   int64_t tokens_seen = 0;
   double loss = 0.0;  // of the last step
+  // optimizer: AdamW updates taken (fewer than `step` when fp16 overflows skipped some)
+  int64_t optimizer_steps = 0;
   // lr_scheduler: a pure function of the step; the value is kept for people reading it
   double lr = 0.0;
   // grad_scaler (fp16 dynamic loss scaling; 1 and 0 otherwise)

@@ -249,6 +249,7 @@ fs::path save(const fs::path& root, JobState job, const std::vector<FlatParamUni
 
   if (rank == 0) {
     job.format_version = kFormatVersion;
+    job.optimizer_steps = optimizer.steps();
     job.world_size = world;
     job.units = layouts_of(units);
     job.files.clear();
@@ -350,7 +351,7 @@ Manifest load(const fs::path& dir, const std::vector<FlatParamUnit*>& units,
     exp_avg.push_back(reader.range(exp_avg_key(unit.name()), index, begin, count).to(device));
     exp_avg_sq.push_back(reader.range(exp_avg_sq_key(unit.name()), index, begin, count).to(device));
   }
-  optimizer.load_state(manifest.step, exp_avg, exp_avg_sq);
+  optimizer.load_state(manifest.optimizer_steps, exp_avg, exp_avg_sq);
   const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - started;
   // What this rank needed: its share of the parameters and both moments, fp32.
   double bytes = 0.0;

@@ -118,6 +118,7 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
   BatchQueue to_tokenize(static_cast<size_t>(workers) * 4);
   BatchQueue tokenized(static_cast<size_t>(workers) * 4);
   std::string reader_error;
+  std::atomic<uint64_t> input_bytes_read{0};  // the reader's progress, read by the writer
 
   // Reader: documents in input order, in numbered batches.
   std::thread reader([&] {
@@ -138,9 +139,9 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
               batch.documents.push_back(std::move(document));
               if (batch.documents.size() == kBatchDocuments) flush();
             },
-            summary.bad, [&](uint64_t bytes) { summary.input_bytes = done_bytes + bytes; });
+            summary.bad, [&](uint64_t bytes) { input_bytes_read = done_bytes + bytes; });
         done_bytes += fs::file_size(input);
-        summary.input_bytes = done_bytes;
+        input_bytes_read = done_bytes;
       }
       flush();
     } catch (const std::exception& error) {
@@ -204,7 +205,7 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
         waiting.erase(found);
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        progress.update(static_cast<int64_t>(summary.input_bytes),
+        progress.update(static_cast<int64_t>(input_bytes_read.load()),
                         fmt::format("{:.1f} MB/s, {:.0f} tokens/s",
                                     static_cast<double>(summary.text_bytes) / 1e6 / seconds,
                                     static_cast<double>(summary.tokens) / seconds));
@@ -216,6 +217,7 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
     throw;
   }
   stop_threads();
+  summary.input_bytes = input_bytes_read.load();
   if (!reader_error.empty()) throw Error("{}", reader_error);
   if (!writer_error.empty()) throw Error("tokenizing: {}", writer_error);
   summary.shards = writer->finish();

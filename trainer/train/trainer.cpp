@@ -75,11 +75,14 @@ torch::Device training_device(const std::string& choice, const DistributedEnv& e
 double clip_gradients(const std::vector<torch::Tensor>& shards, double max_norm,
                       Communicator& communicator) {
   torch::NoGradGuard no_grad;
-  double local = 0.0;
+  // Summed where the gradients live and read once: one host sync per step, not one per shard.
+  torch::Tensor squares;
   for (const auto& shard : shards) {
-    if (shard.grad().defined())
-      local += shard.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+    if (!shard.grad().defined()) continue;
+    const torch::Tensor sum = shard.grad().to(torch::kFloat64).pow(2).sum();
+    squares = squares.defined() ? squares + sum : sum;
   }
+  const double local = squares.defined() ? squares.item<double>() : 0.0;
   const double norm = std::sqrt(communicator.sum_over_ranks(local));
   if (max_norm > 0.0 && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);
