@@ -55,7 +55,10 @@ TEST_F(Export, ShardedFolderHasTheCheckpointsLogitsAndHuggingFaceLayout) {
   EXPECT_EQ(config.at("rope_scaling").at("type"), "linear");  // what older transformers read
   EXPECT_DOUBLE_EQ(config.at("rope_scaling").at("factor").get<double>(), 4.0);
   EXPECT_EQ(config.at("torch_dtype"), "float32");
-  EXPECT_TRUE(fs::exists(out / "generation_config.json"));
+  // No base model (random init): the generation config comes from config.json, and says so.
+  const auto generation = read_json_file(out / "generation_config.json");
+  EXPECT_EQ(generation.at("_from_model_config"), true);
+  EXPECT_EQ(generation.at("eos_token_id"), 2);
 
   // The index: {"metadata": {"total_size": bytes}, "weight_map": {tensor: file}}.
   const auto index = read_json_file(out / "model.safetensors.index.json");
@@ -101,6 +104,7 @@ TEST_F(Export, Bf16ByDefaultWithTheBaseModelsTokenizerAndGenerationConfig) {
   EXPECT_TRUE(fs::exists(out / "tokenizer_config.json"));
   const auto generation = read_json_file(out / "generation_config.json");
   EXPECT_DOUBLE_EQ(generation.at("temperature").get<double>(), 0.7);
+  EXPECT_EQ(generation.at("_from_model_config"), false);
   EXPECT_EQ(generation.at("eos_token_id"), 2);
   const auto config = read_json_file(out / "config.json");
   EXPECT_EQ(config.at("max_position_embeddings"), 128);

@@ -21,7 +21,8 @@ constexpr const char* kTokenizerFiles[] = {"tokenizer.model", "tokenizer.json",
 nlohmann::json generation_config_for(const LlamaConfig& config, const fs::path& base_model) {
   // The base model's own generation settings win; we only state the defaults it lacks.
   nlohmann::json generation = nlohmann::json::object();
-  if (!base_model.empty() && fs::exists(base_model / "generation_config.json")) {
+  const bool from_base = !base_model.empty() && fs::exists(base_model / "generation_config.json");
+  if (from_base) {
     generation = read_json_file(base_model / "generation_config.json");
   }
   const nlohmann::json& source = config.original_json;
@@ -30,7 +31,7 @@ nlohmann::json generation_config_for(const LlamaConfig& config, const fs::path& 
       generation[key] = source.at(key);
     }
   }
-  generation["_from_model_config"] = !fs::exists(base_model / "generation_config.json");
+  generation["_from_model_config"] = !from_base;
   return generation;
 }
 
