@@ -1,6 +1,12 @@
 #include "data/token_shards.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "util/error.h"
 #include "util/json_fields.h"
@@ -73,7 +79,34 @@ std::vector<std::pair<std::string, int64_t>> TokenShardWriter::finish() {
   return shards_;
 }
 
-torch::Tensor read_token_shard(const fs::path& path) {
+MappedTokenFile::MappedTokenFile(fs::path path, size_t data_offset, int width, int64_t count)
+    : path_(std::move(path)), width_(width), count_(count) {
+  mapped_bytes_ = data_offset + static_cast<size_t>(count) * static_cast<size_t>(width);
+  if (count == 0) return;
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  LCTRAIN_CHECK(fd >= 0, "cannot open token file {}: {}", path_.string(), std::strerror(errno));
+  mapping_ = ::mmap(nullptr, mapped_bytes_, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  LCTRAIN_CHECK(mapping_ != MAP_FAILED, "cannot map token file {}: {}", path_.string(),
+                std::strerror(errno));
+  // Training reads windows at random offsets; readahead of whole neighbourhoods wastes I/O.
+  ::madvise(mapping_, mapped_bytes_, MADV_RANDOM);
+  tokens_ = static_cast<const unsigned char*>(mapping_) + data_offset;
+}
+
+MappedTokenFile::MappedTokenFile(MappedTokenFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      mapping_(std::exchange(other.mapping_, nullptr)),
+      mapped_bytes_(other.mapped_bytes_),
+      tokens_(std::exchange(other.tokens_, nullptr)),
+      width_(other.width_),
+      count_(other.count_) {}
+
+MappedTokenFile::~MappedTokenFile() {
+  if (mapping_ != nullptr && mapping_ != MAP_FAILED) ::munmap(mapping_, mapped_bytes_);
+}
+
+MappedTokenFile MappedTokenFile::shard(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   LCTRAIN_CHECK(in.good(), "cannot read token shard {}", path.string());
   char header[kShardHeaderBytes];
@@ -89,28 +122,72 @@ torch::Tensor read_token_shard(const fs::path& path) {
   LCTRAIN_CHECK(version == kShardVersion, "{}: shard version {} (this lctrain reads {})",
                 path.string(), version, kShardVersion);
   LCTRAIN_CHECK(width == 2 || width == 4, "{}: {} bytes per token", path.string(), width);
-  const uint64_t expected = kShardHeaderBytes + count * width;
-  LCTRAIN_CHECK(fs::file_size(path) == expected,
-                "{}: {} bytes, but its header promises {} tokens ({} bytes): truncated?",
-                path.string(), fs::file_size(path), count, expected);
-  const auto raw =
-      torch::empty({static_cast<int64_t>(count)}, width == 2 ? torch::kInt16 : torch::kInt32);
-  in.read(static_cast<char*>(raw.data_ptr()), static_cast<std::streamsize>(count * width));
-  LCTRAIN_CHECK(in.good() || count == 0, "{}: read failed", path.string());
-  // uint16 travels in int16: undo the sign.
-  return width == 2 ? raw.to(torch::kInt32).bitwise_and(0xffff).to(torch::kInt64)
-                    : raw.to(torch::kInt64).bitwise_and(static_cast<int64_t>(0xffffffff));
+  const uint64_t size = fs::file_size(path);
+  LCTRAIN_CHECK(
+      count <= (size - kShardHeaderBytes) / width && size == kShardHeaderBytes + count * width,
+      "{}: {} bytes, but its header promises {} tokens ({} bytes): truncated?", path.string(), size,
+      count, kShardHeaderBytes + count * width);
+  return MappedTokenFile(path, kShardHeaderBytes, static_cast<int>(width),
+                         static_cast<int64_t>(count));
+}
+
+MappedTokenFile MappedTokenFile::raw_uint32(const fs::path& path) {
+  LCTRAIN_CHECK(fs::is_regular_file(path), "token file {} does not exist", path.string());
+  const auto bytes = fs::file_size(path);
+  LCTRAIN_CHECK(bytes % 4 == 0 && bytes > 0, "{}: {} bytes is not a whole number of uint32 tokens",
+                path.string(), bytes);
+  return MappedTokenFile(path, 0, 4, static_cast<int64_t>(bytes / 4));
+}
+
+void MappedTokenFile::read(int64_t first, int64_t count, int64_t* out) const {
+  LCTRAIN_CHECK(first >= 0 && count >= 0 && first + count <= count_,
+                "{}: tokens [{}, {}) are outside its {} tokens", path_.string(), first,
+                first + count, count_);
+  const unsigned char* from = tokens_ + static_cast<size_t>(first) * static_cast<size_t>(width_);
+  for (int64_t i = 0; i < count; ++i, from += width_) {
+    if (width_ == 2) {
+      uint16_t value;
+      std::memcpy(&value, from, 2);  // little-endian, as written
+      out[i] = value;
+    } else {
+      uint32_t value;
+      std::memcpy(&value, from, 4);
+      out[i] = value;
+    }
+  }
+}
+
+std::vector<fs::path> list_token_shards(const fs::path& dir) {
+  const fs::path manifest_path = dir / "manifest.json";
+  const auto manifest = read_json_file(manifest_path);
+  LCTRAIN_CHECK(manifest.value("format", "") == "lctrain-token-shards",
+                "{}: not a token shards manifest", manifest_path.string());
+  LCTRAIN_CHECK(manifest.contains("shards") && manifest.at("shards").is_array(),
+                "{}: 'shards' must be a list", manifest_path.string());
+  std::vector<fs::path> paths;
+  for (const auto& shard : manifest.at("shards")) {
+    LCTRAIN_CHECK(shard.is_object() && shard.contains("name") && shard.at("name").is_string(),
+                  "{}: every entry of 'shards' needs a 'name'", manifest_path.string());
+    const std::string name = shard.at("name").get<std::string>();
+    LCTRAIN_CHECK(name.find('/') == std::string::npos && name != ".." && !name.empty(),
+                  "{}: shard name '{}' must be a file in the same folder", manifest_path.string(),
+                  name);
+    paths.push_back(dir / name);
+  }
+  LCTRAIN_CHECK(!paths.empty(), "{}: the manifest lists no shards", dir.string());
+  return paths;
+}
+
+torch::Tensor read_token_shard(const fs::path& path) {
+  const MappedTokenFile shard = MappedTokenFile::shard(path);
+  auto tokens = torch::empty({shard.size()}, torch::kInt64);
+  shard.read(0, shard.size(), tokens.data_ptr<int64_t>());
+  return tokens;
 }
 
 torch::Tensor read_token_shards(const fs::path& dir) {
-  const auto manifest = read_json_file(dir / "manifest.json");
-  LCTRAIN_CHECK(manifest.value("format", "") == "lctrain-token-shards",
-                "{}: not a token shards manifest", (dir / "manifest.json").string());
   std::vector<torch::Tensor> parts;
-  for (const auto& shard : manifest.at("shards")) {
-    parts.push_back(read_token_shard(dir / shard.at("name").get<std::string>()));
-  }
-  LCTRAIN_CHECK(!parts.empty(), "{}: the manifest lists no shards", dir.string());
+  for (const auto& path : list_token_shards(dir)) parts.push_back(read_token_shard(path));
   return torch::cat(parts);
 }
 

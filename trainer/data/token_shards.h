@@ -43,6 +43,37 @@ class TokenShardWriter {
   std::vector<std::pair<std::string, int64_t>> shards_;
 };
 
+// A token file mapped read-only: tokens are copied out on demand, so a corpus larger than memory
+// trains without being loaded. Either a shard (header validated) or a headerless raw uint32 file.
+class MappedTokenFile {
+ public:
+  static MappedTokenFile shard(const std::filesystem::path& path);
+  static MappedTokenFile raw_uint32(const std::filesystem::path& path);
+  MappedTokenFile(MappedTokenFile&& other) noexcept;
+  MappedTokenFile& operator=(MappedTokenFile&&) = delete;
+  MappedTokenFile(const MappedTokenFile&) = delete;
+  ~MappedTokenFile();
+
+  int64_t size() const { return count_; }
+  int bytes_per_token() const { return width_; }
+  const std::filesystem::path& path() const { return path_; }
+  // Copies tokens [first, first + count) to `out` as int64.
+  void read(int64_t first, int64_t count, int64_t* out) const;
+
+ private:
+  MappedTokenFile(std::filesystem::path path, size_t data_offset, int width, int64_t count);
+
+  std::filesystem::path path_;
+  void* mapping_ = nullptr;
+  size_t mapped_bytes_ = 0;
+  const unsigned char* tokens_ = nullptr;
+  int width_;
+  int64_t count_;
+};
+
+// The shard files a manifest lists, in order.
+std::vector<std::filesystem::path> list_token_shards(const std::filesystem::path& dir);
+
 // Reads one shard file (header validated) as int64 token ids.
 torch::Tensor read_token_shard(const std::filesystem::path& path);
 

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "checkpoint/checkpoint_store.h"
+#include "data/batch_prefetcher.h"
 #include "data/token_sequences.h"
 #include "dist/communicator.h"
 #include "dist/distributed_env.h"
@@ -150,11 +151,8 @@ TrainingSummary run_training(const TrainConfig& config) {
   LoadedModel loaded = load_or_initialise(config.model);
   const RopeScaling rope = training_rope_scaling(config.context, loaded.config);
   const int64_t sequence_length = config.effective_sequence_length();
-  const TokenSequences data =
-      TokenSequences::from_file(config.data.path, sequence_length, config.data.seed);
-  LCTRAIN_CHECK(data.max_token() < loaded.config.vocab_size,
-                "{}: token id {} is outside the model's vocabulary of {}", config.data.path,
-                data.max_token(), loaded.config.vocab_size);
+  const TokenSequences data = TokenSequences::from_file(config.data.path, sequence_length,
+                                                        config.data.seed, loaded.config.vocab_size);
   // The model as it leaves training: the extended window and its RoPE scaling.
   LlamaConfig extended = loaded.config;
   extended.max_position_embeddings = config.context.target_length;
@@ -238,6 +236,8 @@ TrainingSummary run_training(const TrainConfig& config) {
   summary.steps = job.step;
   const auto started = std::chrono::steady_clock::now();
   const int64_t first_step = job.step;
+  BatchPrefetcher batches(
+      data, BatchPlan{job.sequences_seen, micro_batch, accumulation, env.rank, world});
   for (int64_t step = first_step; step < config.training.steps; ++step) {
     const auto step_started = std::chrono::steady_clock::now();
     const double lr = schedule.lr_at(step);
@@ -246,8 +246,7 @@ TrainingSummary run_training(const TrainConfig& config) {
     for (int64_t micro = 0; micro < accumulation; ++micro) {
       // The step's global batch is the next G sequences of the data order; any split of it over
       // ranks and micro-steps averages to the same gradient (W-invariance, resharding).
-      const int64_t first = job.sequences_seen + (micro * world + env.rank) * micro_batch;
-      const auto [inputs, targets] = data.batch(first, micro_batch);
+      const auto [inputs, targets] = batches.next();
       const torch::Tensor loss = model.loss(inputs, targets);
       (loss * (loss_scaler.scale() / static_cast<double>(accumulation))).backward();
       local_loss += loss.item<double>() / static_cast<double>(accumulation);
