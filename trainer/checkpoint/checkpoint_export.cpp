@@ -72,12 +72,8 @@ std::pair<LlamaConfig, LlamaWeights> read_model(const fs::path& checkpoint_dir,
   return {std::move(config), std::move(weights)};
 }
 
-std::vector<std::string> export_hugging_face(const fs::path& checkpoint_dir, const fs::path& out,
-                                             const ExportOptions& options) {
-  const Manifest manifest = Manifest::read(checkpoint_dir);
-  const auto [config, weights] = read_model(checkpoint_dir, manifest);
-  io::save_model(out, config, weights, options.dtype, options.max_shard_bytes);
-  const fs::path base_model = manifest.base_model;
+void write_companion_files(const fs::path& out, const LlamaConfig& config,
+                           const fs::path& base_model) {
   write_json(out / "generation_config.json", generation_config_for(config, base_model));
   std::vector<std::string> copied;
   for (const char* name : kTokenizerFiles) {
@@ -86,10 +82,19 @@ std::vector<std::string> export_hugging_face(const fs::path& checkpoint_dir, con
       copied.push_back(name);
     }
   }
-  if (copied.empty()) {
+  // A run from random weights has no tokenizer to pass on; one from a folder should.
+  if (copied.empty() && !base_model.empty()) {
     log()->warn("no tokenizer files copied: the run's base model ({}) has none",
-                base_model.empty() ? std::string("random init") : base_model.string());
+                base_model.string());
   }
+}
+
+std::vector<std::string> export_hugging_face(const fs::path& checkpoint_dir, const fs::path& out,
+                                             const ExportOptions& options) {
+  const Manifest manifest = Manifest::read(checkpoint_dir);
+  const auto [config, weights] = read_model(checkpoint_dir, manifest);
+  io::save_model(out, config, weights, options.dtype, options.max_shard_bytes);
+  write_companion_files(out, config, manifest.base_model);
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(out)) files.push_back(entry.path().filename());
   std::sort(files.begin(), files.end());

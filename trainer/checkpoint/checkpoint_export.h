@@ -18,6 +18,11 @@ namespace lctrain::checkpoint {
 std::pair<LlamaConfig, LlamaWeights> read_model(const std::filesystem::path& checkpoint_dir,
                                                 const Manifest& manifest);
 
+// What goes beside the weights of a model folder: generation_config.json (the base model's,
+// else from config) and the base model's tokenizer files ("" = random init: none).
+void write_companion_files(const std::filesystem::path& out, const LlamaConfig& config,
+                           const std::filesystem::path& base_model);
+
 struct ExportOptions {
   torch::ScalarType dtype = torch::kBFloat16;
   uint64_t max_shard_bytes = uint64_t{5} * 1000 * 1000 * 1000;

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <string>
 
@@ -21,6 +20,7 @@ struct ExitCode {
 
 // Each subcommand file defines one of these: it adds the subcommand and returns its action.
 using Action = std::function<void()>;
+Action add_eval_command(CLI::App& app);
 Action add_export_command(CLI::App& app);
 Action add_forward_command(CLI::App& app);
 Action add_generate_command(CLI::App& app);

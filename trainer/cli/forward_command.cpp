@@ -22,7 +22,7 @@ Action add_forward_command(CLI::App& app) {
       ->required();
 
   return [options] {
-    LlamaModel model = io::load_model(options->model.model_dir, options->model.to_load_options());
+    LlamaModel model = options->model.load();
     const std::vector<int64_t> ids = io::read_token_ids(options->ids_file);
     torch::NoGradGuard no_grad;
     const auto input = torch::tensor(ids, torch::kInt64).unsqueeze(0);

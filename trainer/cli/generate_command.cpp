@@ -27,8 +27,8 @@ Action add_generate_command(CLI::App& app) {
                     "recompute the whole sequence every step (slow; for checking the cache)");
 
   return [options] {
-    const io::Tokenizer tokenizer = io::Tokenizer::from_model_dir(options->model.model_dir);
-    LlamaModel model = io::load_model(options->model.model_dir, options->model.to_load_options());
+    const io::Tokenizer tokenizer = options->model.load_tokenizer();
+    LlamaModel model = options->model.load();
     const std::vector<int64_t> prompt = tokenizer.encode(options->prompt);
     GenerateOptions generate;
     generate.max_new_tokens = options->max_new_tokens;

@@ -1,6 +1,10 @@
 #include "cli/model_options.h"
 
+#include "checkpoint/checkpoint_export.h"
+#include "checkpoint/checkpoint_manifest.h"
+#include "checkpoint/checkpoint_store.h"
 #include "util/error.h"
+#include "util/logging.h"
 
 namespace lctrain::cli {
 namespace {
@@ -19,9 +23,14 @@ torch::Device parse_device(const std::string& name) {
 }  // namespace
 
 void ModelOptions::add_to(CLI::App& command) {
-  command
-      .add_option("--model", model_dir, "Hugging Face model folder (config.json, *.safetensors)")
-      ->required();
+  auto* model = command.add_option("--model", model_dir,
+                                   "Hugging Face model folder (config.json, *.safetensors)");
+  auto* checkpoint = command.add_option(
+      "--checkpoint", checkpoint_dir,
+      "a training checkpoint instead of --model: its folder, or a run folder (newest good one)");
+  model->excludes(checkpoint);
+  command.add_option("--tokenizer", tokenizer_file,
+                     "tokenizer.model to use instead of the one found with the model");
   command.add_option("--dtype", dtype, "compute dtype: f32, bf16 or f16")->capture_default_str();
   command.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   command.add_option(
@@ -39,5 +48,37 @@ io::ModelLoadOptions ModelOptions::to_load_options() const {
   }
   return options;
 }
+
+LlamaModel ModelOptions::load() const {
+  LCTRAIN_CHECK(!model_dir.empty() || !checkpoint_dir.empty(),
+                "a model is required: --model HF_DIR or --checkpoint DIR");
+  const io::ModelLoadOptions options = to_load_options();
+  if (!model_dir.empty()) return io::load_model(model_dir, options);
+  const auto dir = checkpoint::resolve(checkpoint_dir);
+  const checkpoint::Manifest manifest = checkpoint::Manifest::read(dir);
+  auto [config, weights] = checkpoint::read_model(dir, manifest);
+  for (WeightSlot& slot : weight_slots(config, weights)) {
+    *slot.tensor = slot.tensor->to(options.device, options.dtype);
+  }
+  if (config.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
+  RopeScaling runtime = options.rope_scaling.value_or(config.rope_scaling);
+  log()->debug("loaded checkpoint {} (step {}), RoPE {}", dir.string(), manifest.step,
+               runtime.describe());
+  return LlamaModel(std::move(config), std::move(weights), std::move(runtime));
+}
+
+io::Tokenizer ModelOptions::load_tokenizer() const {
+  if (!tokenizer_file.empty()) return io::Tokenizer::load(tokenizer_file);
+  if (!model_dir.empty()) return io::Tokenizer::from_model_dir(model_dir);
+  const auto dir = checkpoint::resolve(checkpoint_dir);
+  const checkpoint::Manifest manifest = checkpoint::Manifest::read(dir);
+  LCTRAIN_CHECK(!manifest.base_model.empty(),
+                "{}: the run started from random weights, so no tokenizer comes with it; pass "
+                "--tokenizer tokenizer.model",
+                dir.string());
+  return io::Tokenizer::from_model_dir(manifest.base_model);
+}
+
+std::string ModelOptions::source() const { return model_dir.empty() ? checkpoint_dir : model_dir; }
 
 }  // namespace lctrain::cli

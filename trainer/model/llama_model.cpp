@@ -95,6 +95,14 @@ LlamaModel::LlamaModel(LlamaConfig config, LlamaWeights weights, RopeScaling run
 }
 
 torch::Tensor LlamaModel::forward(const torch::Tensor& ids, KVCache* cache) {
+  return logits(hidden_states(ids, cache));
+}
+
+torch::Tensor LlamaModel::logits(const torch::Tensor& hidden) const {
+  return torch::nn::functional::linear(hidden, weights_.lm_head);
+}
+
+torch::Tensor LlamaModel::hidden_states(const torch::Tensor& ids, KVCache* cache) {
   LCTRAIN_CHECK(ids.dim() == 2, "token ids must be [batch, length], got {} dimensions", ids.dim());
   LCTRAIN_CHECK(ids.scalar_type() == torch::kInt64, "token ids must be int64");
   if (ids.numel() > 0) {
@@ -113,8 +121,7 @@ torch::Tensor LlamaModel::forward(const torch::Tensor& ids, KVCache* cache) {
     hidden = decoder_layer_forward(config_, weights_.layers[index], hidden, cos, sin, cache, index);
   }
   if (cache != nullptr) cache->advance(length);
-  hidden = rms_norm(hidden, weights_.final_norm, config_.rms_norm_eps);
-  return torch::nn::functional::linear(hidden, weights_.lm_head);
+  return rms_norm(hidden, weights_.final_norm, config_.rms_norm_eps);
 }
 
 KVCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {

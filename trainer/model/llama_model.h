@@ -29,6 +29,10 @@ class LlamaModel {
   // ids: int64 [B, T] at positions [cache.length(), + T) (0 without a cache).
   // Returns logits [B, T, vocab] in the weights' dtype.
   torch::Tensor forward(const torch::Tensor& ids, KVCache* cache = nullptr);
+  // forward() in two halves, so that callers scoring a few positions of a long sequence apply the
+  // vocabulary projection only there: final-normed hidden states [B, T, hidden], then logits.
+  torch::Tensor hidden_states(const torch::Tensor& ids, KVCache* cache = nullptr);
+  torch::Tensor logits(const torch::Tensor& hidden) const;
 
   KVCache make_cache(int64_t batch, int64_t capacity) const;
 

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <limits>
 
+#include "checkpoint/checkpoint_export.h"
 #include "checkpoint/checkpoint_store.h"
 #include "data/batch_prefetcher.h"
 #include "data/token_sequences.h"
@@ -329,6 +330,7 @@ TrainingSummary run_training(const TrainConfig& config) {
   if (main_rank) {
     io::save_model(output_dir / "final", extended, final_weights, torch::kFloat32,
                    uint64_t{5} * 1000 * 1000 * 1000);
+    checkpoint::write_companion_files(output_dir / "final", extended, config.model.path);
     log()->info("wrote {}", (output_dir / "final").string());
   }
   communicator->barrier();
