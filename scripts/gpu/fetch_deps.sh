@@ -8,7 +8,7 @@ packages=(
   libyaml-cpp-dev libyaml-cpp0.7 libspdlog-dev libspdlog1.10 libfmt-dev libfmt9
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libzstd-dev libgloo-dev
   libsentencepiece-dev libsentencepiece0 libprotobuf-lite32 sentencepiece libxxhash-dev
-  libzstd1
+  libzstd1 zlib1g-dev
 )
 mkdir -p "$root/.gpu-deps"
 cd "$root/.gpu-deps"

@@ -43,15 +43,24 @@ class PrepareData : public ::testing::Test {
                           quoted(scratch_ / "more.jsonl.zst"))
                   .exit_code,
               0);
+    // And gzip-compressed as two concatenated members (as `cat a.gz b.gz` makes).
+    const std::string web = quoted(scratch_ / "web.jsonl");
+    EXPECT_EQ(run_command("(head -n 75 " + web + " | gzip -c; tail -n +76 " + web +
+                          " | gzip -c) > " + quoted(scratch_ / "old.jsonl.gz"))
+                  .exit_code,
+              0);
     const std::vector<std::string> first_file = documents_;
-    documents_.insert(documents_.end(), first_file.begin(), first_file.end());
+    for (int copy = 0; copy < 2; ++copy) {
+      documents_.insert(documents_.end(), first_file.begin(), first_file.end());
+    }
     write_text(scratch_ / "book.txt", "A book: one document,\nmany lines.");
     documents_.push_back("A book: one document,\nmany lines.");
   }
 
   testing::CommandResult prepare(const std::string& out, const std::string& extra = "") {
     return run_lctrain("prepare-data --input " + quoted(scratch_ / "web.jsonl") + " " +
-                       quoted(scratch_ / "more.jsonl.zst") + " " + quoted(scratch_ / "book.txt") +
+                       quoted(scratch_ / "more.jsonl.zst") + " " +
+                       quoted(scratch_ / "old.jsonl.gz") + " " + quoted(scratch_ / "book.txt") +
                        " --tokenizer " + quoted(tokenizer_) + " --out " + quoted(scratch_ / out) +
                        " " + extra);
   }
@@ -86,8 +95,8 @@ TEST_F(PrepareData, DocumentsComeBackInOrderEachFollowedByEos) {
   EXPECT_EQ(manifest.at("documents"), documents_.size());
   EXPECT_EQ(manifest.at("tokens"), tokens.numel());
   EXPECT_EQ(manifest.at("dtype"), "uint16");
-  EXPECT_EQ(manifest.at("sets").at("Github").at("documents"), 100);  // 50 per jsonl file
-  EXPECT_EQ(manifest.at("sets").at("Pile-CC").at("documents"), 200);
+  EXPECT_EQ(manifest.at("sets").at("Github").at("documents"), 150);  // 50 per jsonl file
+  EXPECT_EQ(manifest.at("sets").at("Pile-CC").at("documents"), 300);
   EXPECT_EQ(manifest.at("sets").at("book.txt").at("documents"), 1);
   EXPECT_GT(manifest.at("shards").size(), 1u);  // 1000 tokens per shard
 }
@@ -120,10 +129,15 @@ TEST_F(PrepareData, CorruptOrUnsupportedInputIsAClearError) {
   const std::string bytes = testing::read_text(zst);
   write_text(scratch_ / "cut.jsonl.zst", bytes.substr(0, bytes.size() / 2));
   write_text(scratch_ / "junk.jsonl.zst", "definitely not zstd");
+  const std::string gz = testing::read_text(scratch_ / "old.jsonl.gz");
+  write_text(scratch_ / "cut.jsonl.gz", gz.substr(0, gz.size() / 3));
+  write_text(scratch_ / "junk.jsonl.gz", "not gzip either, but long enough to be read");
   write_text(scratch_ / "data.csv", "a,b\n");
   for (const auto& [file, message] :
        std::vector<std::pair<std::string, std::string>>{{"cut.jsonl.zst", "truncated"},
                                                         {"junk.jsonl.zst", "corrupt zstd data"},
+                                                        {"cut.jsonl.gz", "truncated"},
+                                                        {"junk.jsonl.gz", "corrupt gzip data"},
                                                         {"data.csv", "unsupported input"},
                                                         {"absent.jsonl", "does not exist"}}) {
     const auto result =

@@ -19,7 +19,7 @@ Action add_prepare_data_command(CLI::App& app) {
   };
   auto options = std::make_shared<Options>();
   CLI::App* command = app.add_subcommand(
-      "prepare-data", "Tokenize corpora (.jsonl.zst, .jsonl, .txt) into packed token shards");
+      "prepare-data", "Tokenize corpora (.jsonl.zst, .jsonl.gz, .jsonl, .txt) into packed token shards");
   command->add_option("--input", options->inputs, "input files")->required();
   command->add_option("--tokenizer", options->tokenizer, "SentencePiece tokenizer.model")
       ->required();

@@ -1,5 +1,6 @@
 #include "data/corpus_reader.h"
 
+#include <zlib.h>
 #include <zstd.h>
 
 #include <fstream>
@@ -19,17 +20,31 @@ bool ends_with(const std::string& text, const std::string& suffix) {
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Lines of a file, decompressing zstd on the fly when asked.
+enum class Compression { none, zstd, gzip };
+
+// Lines of a file, decompressing zstd or gzip on the fly when asked.
 class LineSource {
  public:
-  LineSource(const fs::path& path, bool zstd) : path_(path), in_(path, std::ios::binary) {
+  LineSource(const fs::path& path, Compression compression)
+      : path_(path), in_(path, std::ios::binary), compression_(compression) {
     LCTRAIN_CHECK(in_.good(), "cannot read {}", path.string());
-    if (zstd) {
+    if (compression == Compression::zstd) {
       stream_.reset(ZSTD_createDStream());
       LCTRAIN_CHECK(stream_ != nullptr, "out of memory opening {}", path.string());
       compressed_.resize(ZSTD_DStreamInSize());
+    } else if (compression == Compression::gzip) {
+      // 15 + 32: a gzip or zlib header, detected.
+      LCTRAIN_CHECK(inflateInit2(&gzip_, 15 + 32) == Z_OK, "cannot start gzip for {}",
+                    path.string());
+      gzip_open_ = true;
+      compressed_.resize(1 << 16);
     }
   }
+  ~LineSource() {
+    if (gzip_open_) inflateEnd(&gzip_);
+  }
+  LineSource(const LineSource&) = delete;
+  LineSource& operator=(const LineSource&) = delete;
 
   // The next line without its newline; false at the end.
   bool next(std::string& line) {
@@ -59,9 +74,51 @@ class LineSource {
     void operator()(ZSTD_DStream* stream) const { ZSTD_freeDStream(stream); }
   };
 
+  // Reads the next compressed block; false at the end of the file.
+  bool read_compressed(const char* format, bool member_done) {
+    in_.read(compressed_.data(), static_cast<std::streamsize>(compressed_.size()));
+    const auto count = static_cast<size_t>(in_.gcount());
+    if (count == 0) {
+      LCTRAIN_CHECK(member_done, "{}: the {} stream ends in the middle of a frame (truncated)",
+                    path_.string(), format);
+      return false;
+    }
+    bytes_read_ += count;
+    return true;
+  }
+
+  bool fill_gzip() {
+    std::vector<char> output(1 << 16);
+    while (true) {
+      if (gzip_.avail_in == 0) {
+        if (!read_compressed("gzip", gzip_member_done_)) return false;
+        gzip_.next_in = reinterpret_cast<Bytef*>(compressed_.data());
+        gzip_.avail_in = static_cast<uInt>(in_.gcount());
+      }
+      if (gzip_member_done_) {
+        // Another gzip member follows (concatenated .gz files are one stream).
+        LCTRAIN_CHECK(inflateReset(&gzip_) == Z_OK, "{}: gzip reset failed", path_.string());
+        gzip_member_done_ = false;
+      }
+      gzip_.next_out = reinterpret_cast<Bytef*>(output.data());
+      gzip_.avail_out = static_cast<uInt>(output.size());
+      const int result = inflate(&gzip_, Z_NO_FLUSH);
+      LCTRAIN_CHECK(result == Z_OK || result == Z_STREAM_END || result == Z_BUF_ERROR,
+                    "{}: corrupt gzip data: {}", path_.string(),
+                    gzip_.msg != nullptr ? gzip_.msg : "inflate failed");
+      gzip_member_done_ = result == Z_STREAM_END;
+      const size_t produced = output.size() - gzip_.avail_out;
+      if (produced > 0) {
+        pending_.append(output.data(), produced);
+        return true;
+      }
+    }
+  }
+
   // Appends more decoded text to pending_; false at the end of the input.
   bool fill() {
-    if (!stream_) {
+    if (compression_ == Compression::gzip) return fill_gzip();
+    if (compression_ == Compression::none) {
       char buffer[1 << 16];
       in_.read(buffer, sizeof buffer);
       const auto count = static_cast<size_t>(in_.gcount());
@@ -72,16 +129,8 @@ class LineSource {
     std::vector<char> output(ZSTD_DStreamOutSize());
     while (true) {
       if (input_.pos == input_.size) {
-        in_.read(compressed_.data(), static_cast<std::streamsize>(compressed_.size()));
-        const auto count = static_cast<size_t>(in_.gcount());
-        if (count == 0) {
-          LCTRAIN_CHECK(frame_done_,
-                        "{}: the zstd stream ends in the middle of a frame (truncated)",
-                        path_.string());
-          return false;
-        }
-        bytes_read_ += count;
-        input_ = {compressed_.data(), count, 0};
+        if (!read_compressed("zstd", frame_done_)) return false;
+        input_ = {compressed_.data(), static_cast<size_t>(in_.gcount()), 0};
       }
       ZSTD_outBuffer out = {output.data(), output.size(), 0};
       const size_t result = ZSTD_decompressStream(stream_.get(), &out, &input_);
@@ -97,7 +146,11 @@ class LineSource {
 
   fs::path path_;
   std::ifstream in_;
+  Compression compression_;
   std::unique_ptr<ZSTD_DStream, FreeStream> stream_;
+  z_stream gzip_{};
+  bool gzip_open_ = false;
+  bool gzip_member_done_ = false;
   std::vector<char> compressed_;
   ZSTD_inBuffer input_ = {nullptr, 0, 0};
   bool frame_done_ = true;
@@ -154,7 +207,7 @@ void read_documents(const fs::path& path, const std::function<void(Document&&)>&
                     BadLines& bad, const std::function<void(uint64_t)>& on_bytes) {
   const std::string name = path.filename().string();
   if (ends_with(name, ".txt")) {
-    LineSource source(path, false);
+    LineSource source(path, Compression::none);
     Document document{"", name};
     std::string line;
     bool first = true;
@@ -172,9 +225,10 @@ void read_documents(const fs::path& path, const std::function<void(Document&&)>&
     return;
   }
   const bool zstd = ends_with(name, ".jsonl.zst") || ends_with(name, ".json.zst");
-  LCTRAIN_CHECK(zstd || ends_with(name, ".jsonl") || ends_with(name, ".json"),
-                "{}: unsupported input (use .jsonl, .jsonl.zst or .txt)", path.string());
-  LineSource source(path, zstd);
+  const bool gzip = ends_with(name, ".jsonl.gz") || ends_with(name, ".json.gz");
+  LCTRAIN_CHECK(zstd || gzip || ends_with(name, ".jsonl") || ends_with(name, ".json"),
+                "{}: unsupported input (use .jsonl, .jsonl.zst, .jsonl.gz or .txt)", path.string());
+  LineSource source(path, zstd ? Compression::zstd : gzip ? Compression::gzip : Compression::none);
   std::string line;
   int64_t number = 0;
   while (source.next(line)) {

@@ -1,7 +1,7 @@
 // Documents from the corpora `lctrain prepare-data` reads: JSON lines (the Pile's format:
-// {"text": ..., "meta": {"pile_set_name": ...}}), plain or zstd-compressed (.jsonl, .jsonl.zst),
-// and .txt files (one document each). Bad lines are counted and skipped with file:line examples;
-// a corrupt zstd stream is an Error naming the file.
+// {"text": ..., "meta": {"pile_set_name": ...}}), plain or compressed (.jsonl, .jsonl.zst,
+// .jsonl.gz), and .txt files (one document each). Bad lines are counted and skipped with
+// file:line examples; a corrupt or truncated zstd/gzip stream is an Error naming the file.
 #pragma once
 
 #include <cstdint>

@@ -50,7 +50,8 @@ bool is_corpus_file(const fs::path& path) {
     return name.size() >= suffix.size() &&
            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  return ends_with(".jsonl") || ends_with(".jsonl.zst") || ends_with(".txt");
+  return ends_with(".jsonl") || ends_with(".jsonl.zst") || ends_with(".jsonl.gz") ||
+         ends_with(".txt");
 }
 
 std::vector<EvalDocument> from_corpus(const std::vector<fs::path>& files,

@@ -1,5 +1,5 @@
 // The documents an evaluation scores: from a token shards folder of `lctrain prepare-data` (each
-// document ends at EOS), or from corpus files (.jsonl, .jsonl.zst, .txt; or a folder of them)
+// document ends at EOS), or from corpus files (.jsonl[.zst|.gz], .txt; or a folder of them)
 // tokenized on the fly. The paper's proof-pile protocol keeps documents of at least N tokens and
 // truncates them to N; --min-tokens and --max-tokens do that.
 #pragma once
