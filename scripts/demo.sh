@@ -1,31 +1,110 @@
 #!/usr/bin/env bash
-# The main job on the bundled default: build lctrain, run the bundled tiny LLaMA beyond its window
-# with and without Position Interpolation, then fine-tune a tiny model from a 64- to a 256-token
-# window with PI on two local ranks (FSDP-style sharding over Gloo): stop it halfway, resume it from
-# its sharded checkpoint, and export the result as a Hugging Face folder.
+# The main job on the bundled default: Position Interpolation in miniature, about 10 minutes on a
+# 2-core CPU. The bundled base model (data/tiny-llama: 5.3M parameters, pretrained by lctrain at
+# a window of L = 256) is extended to L' = 1024 (s = 4, the paper's 2048 -> 8192):
+#   1. sliding-window perplexity of the base model at 256, 512, 1024: as it is (extrapolation),
+#      and with PI but no fine-tuning;
+#   2. fine-tuning with PI (configs/finetune-tiny-1024.yaml), checkpointing on the way;
+#   3. the paper's control: the same fine-tuning without PI (direct extension);
+#   4. perplexity and passkey retrieval of both;
+#   5. the PI model exported as a Hugging Face folder, and `lctrain generate` on it;
+#   6. the results table (out/demo/results.md) and plot (out/demo/perplexity.png).
+#
+# Knobs (environment): DEMO_STEPS (fine-tuning steps; the config's 150), DEMO_DOCS (evaluation
+# documents, 24), DEMO_TRIALS (passkey trials per distance, 10), DEMO_CORPUS (a folder with
+# train/ and test/ .jsonl[.zst] files; default: scripts/make_sample_pile.sh's out/sample-pile),
+# LCTRAIN_OUT (out/demo), LCTRAIN_BIN (an lctrain binary: skips set-up and build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
-build_dir=${LCTRAIN_BUILD_DIR:-build}
-generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
-[ -f "$build_dir/CMakeCache.txt" ] || cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release
-cmake --build "$build_dir" -j "$(nproc)" --target lctrain
-
-lctrain="$build_dir/bin/lctrain"
-model=tests/fixtures/tiny-llama-parity
+if [ -z "${LCTRAIN_BIN:-}" ]; then
+  scripts/setup.sh
+  scripts/build.sh --target lctrain
+fi
+lctrain=${LCTRAIN_BIN:-${LCTRAIN_BUILD_DIR:-build}/bin/lctrain}
 out=${LCTRAIN_OUT:-out/demo}
+base=data/tiny-llama
+corpus=${DEMO_CORPUS:-out/sample-pile}
+docs=${DEMO_DOCS:-24}
+trials=${DEMO_TRIALS:-10}
+steps=()
+[ -n "${DEMO_STEPS:-}" ] && steps=(training.steps="$DEMO_STEPS")
+started=$(date +%s)
+stage() { echo; echo "=== demo [$(($(date +%s) - started)) s]: $*"; }
+
+if [ -z "${DEMO_CORPUS:-}" ] && [ ! -d "$corpus/test" ]; then
+  stage "building the sample corpus (scripts/make_sample_pile.sh)"
+  scripts/make_sample_pile.sh
+fi
+rm -rf "$out"
 mkdir -p "$out"
-"$lctrain" inspect "$model"
-"$lctrain" forward --model "$model" --ids "$model/ids.txt" --out "$out/logits-plain.safetensors"
-"$lctrain" forward --model "$model" --ids "$model/ids.txt" --out "$out/logits-pi4.safetensors" \
-  --rope-scaling '{"rope_type":"linear","factor":4.0}'
-rm -rf "$out/train"
-train=("$lctrain" launch --nproc-per-node 2 -- train --config configs/demo-tiny.yaml output.dir="$out/train")
-"${train[@]}" training.steps=10   # stops after the checkpoint of step 10
-"${train[@]}"                     # the same command resumes from it and runs steps 11-20
-"$lctrain" inspect "$out/train"
-"$lctrain" export --checkpoint "$out/train" --out "$out/hf" --dtype f32
-"$lctrain" inspect "$out/hf"
-echo "demo: logits in $out/, training metrics in $out/train/metrics.jsonl, exported model in $out/hf"
+stage "tokenizing the train split into shards"
+"$lctrain" prepare-data --input "$corpus"/train/* --tokenizer "$base/tokenizer.model" \
+  --out "$out/train-shards"
+
+# The paper's protocol (proof-pile): documents of at least L' tokens, truncated to L'.
+evaluate() {  # name, model flags...
+  local name=$1
+  shift
+  "$lctrain" eval ppl "$@" --data "$corpus/test" --context 256,512,1024 --stride 64 \
+    --min-tokens 1024 --max-tokens 1024 --max-docs "$docs" --json "$out/ppl-$name.json" |
+    head -n 2
+}
+passkey() {  # name, model flags...
+  local name=$1
+  shift
+  "$lctrain" eval passkey "$@" --lengths 128,256,512,768,960 --trials "$trials" --seed 0 \
+    --json "$out/passkey-$name.json"
+}
+pi='{"rope_type":"linear","factor":4.0}'
+
+stage "base model at 256/512/1024, positions as they are (extrapolation)"
+evaluate base --model "$base"
+stage "base model with Position Interpolation (factor 4), no fine-tuning"
+evaluate base-pi --model "$base" --rope-scaling "$pi"
+
+finetune() {  # name, overrides...
+  local name=$1
+  shift
+  "$lctrain" train --config configs/finetune-tiny-1024.yaml data.path="$out/train-shards" \
+    output.dir="$out/$name" output.resume=never "${steps[@]}" "$@"
+}
+stage "fine-tuning 256 -> 1024 with Position Interpolation"
+finetune pi
+stage "the control: fine-tuning 256 -> 1024 without interpolation (direct extension)"
+finetune direct context.scaling=none
+
+stage "fine-tuned models at 256/512/1024"
+evaluate direct --model "$out/direct/final"
+evaluate pi --model "$out/pi/final"
+stage "passkey retrieval"
+passkey base --model "$base"
+passkey direct --model "$out/direct/final"
+passkey pi --model "$out/pi/final"
+
+stage "exporting the PI model as a Hugging Face folder, and generating with it"
+"$lctrain" export --checkpoint "$out/pi" --out "$out/tiny-llama-1024" --dtype bf16
+"$lctrain" inspect "$out/tiny-llama-1024"
+"$lctrain" generate --model "$out/tiny-llama-1024" --max-new-tokens 48 \
+  --prompt "let REAL_LE_TRANS = prove"
+
+stage "results"
+scripts/results_table.py "$out" base="base (L=256), no scaling" base-pi="base + PI, no fine-tuning" \
+  direct="direct fine-tuning to 1024" pi="PI fine-tuning to 1024"
+if command -v gnuplot >/dev/null; then
+  gnuplot <<PLOT
+set terminal png size 720,480
+set output "$out/perplexity.png"
+set title "Sliding-window perplexity vs evaluation window (base model trained at 256)"
+set xlabel "evaluation window (tokens)"
+set ylabel "perplexity"
+set logscale xy
+set xtics (256, 512, 1024)
+set xrange [200:1300]
+set key top left
+set grid
+plot for [col=2:5] "$out/results.tsv" using 1:col with linespoints lw 2 title columnhead(col)
+PLOT
+  echo "plot: $out/perplexity.png"
+fi
+echo "demo: finished in $(($(date +%s) - started)) s; results in $out/results.md"

@@ -9,6 +9,7 @@ packages=(
   libopenblas0-openmp                 # optimized BLAS for LibTorch's CPU matmuls
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
   libsentencepiece-dev sentencepiece libzstd-dev zstd zlib1g-dev libxxhash-dev
+  gnuplot-nox                         # scripts/demo.sh: the perplexity plot
   libgtest-dev libgmock-dev
   python3-torch                       # /usr/bin/torchrun, the real launcher for multi-rank tests
   python3-sentencepiece               # bench/prepare_data_throughput.sh: the Python baseline

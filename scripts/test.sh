@@ -5,12 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
-build_dir=${LCTRAIN_BUILD_DIR:-build}
-jobs=${LCTRAIN_JOBS:-$(nproc)}
-generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
-if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release
-fi
-cmake --build "$build_dir" -j "$jobs"
-ctest --test-dir "$build_dir" -j "$jobs" --output-on-failure "$@"
+scripts/build.sh
+ctest --test-dir "${LCTRAIN_BUILD_DIR:-build}" -j "${LCTRAIN_JOBS:-$(nproc)}" --output-on-failure "$@"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Regenerates the bundled base model, data/tiny-llama, from nothing but Debian packages:
+#   1. the sample corpus (scripts/make_sample_pile.sh);
+#   2. a LLaMA-style SentencePiece tokenizer (BPE, byte fallback, split digits, vocab 4096) trained
+#      on the train split;
+#   3. token shards of both splits (lctrain prepare-data);
+#   4. pretraining from random init by lctrain with configs/pretrain-tiny.yaml (window 256; about
+#      an hour on 2 cores);
+#   5. the bf16 Hugging Face export with the tokenizer, and the run's metrics log.
+# Usage: scripts/pretrain_tiny.sh [section.key=value overrides for the pretraining config]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+scripts/build.sh --target lctrain
+lctrain=${LCTRAIN_BUILD_DIR:-build}/bin/lctrain
+data=out/tiny-data
+run=out/pretrain-tiny
+model=data/tiny-llama
+
+[ -f out/sample-pile/train/00.jsonl.zst ] || scripts/make_sample_pile.sh
+mkdir -p "$data"
+if [ ! -f "$data/tokenizer.model" ]; then
+  # SentencePiece trains on lines; newlines inside documents are encoded by byte fallback, as
+  # LLaMA's tokenizer does. LLaMA's settings: no normalization, whitespace kept, digits split.
+  zstdcat out/sample-pile/train/*.jsonl.zst |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    for part in json.loads(line)["text"].split("\n"):
+        if part.strip():
+            print(part)' > "$data/tokenizer-train.txt"
+  spm_train --input="$data/tokenizer-train.txt" --model_prefix="$data/tokenizer" \
+    --vocab_size=4096 --model_type=bpe --byte_fallback=true --split_digits=true \
+    --character_coverage=0.9995 --normalization_rule_name=identity \
+    --remove_extra_whitespaces=false --allow_whitespace_only_pieces=true \
+    --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 --max_sentence_length=8192 \
+    --input_sentence_size=2000000 --shuffle_input_sentence=true --num_threads="$(nproc)" \
+    --minloglevel=1
+  rm "$data/tokenizer-train.txt"
+fi
+for split in train test; do
+  [ -f "$data/$split/manifest.json" ] ||
+    "$lctrain" prepare-data --input out/sample-pile/$split/*.jsonl.zst \
+      --tokenizer "$data/tokenizer.model" --out "$data/$split"
+done
+
+"$lctrain" train --config configs/pretrain-tiny.yaml output.dir="$run" "$@"
+
+rm -rf "$model.new"
+"$lctrain" export --checkpoint "$run" --out "$model.new" --dtype bf16
+cp "$data/tokenizer.model" "$model.new/"
+# The pretraining run as a base model: its own window, no scaling to undo.
+cp "$run/metrics.jsonl" "$model.new/pretrain-metrics.jsonl"
+cp "$run/config.yaml" "$model.new/pretrain-config.yaml"
+rm -rf "$model" && mv "$model.new" "$model"
+"$lctrain" inspect "$model"
+echo "pretrain_tiny: $model regenerated"
