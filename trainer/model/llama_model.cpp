@@ -1,5 +1,6 @@
 #include "model/llama_model.h"
 
+#include "model/blockwise_attention.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
 
@@ -42,7 +43,9 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
   value = repeat_kv(value, config.kv_groups());
 
   torch::Tensor output;
-  if (past == 0) {
+  if (length > 1 && use_blockwise_attention(query, past + length)) {
+    output = blockwise_causal_attention(query, key, value, past);
+  } else if (past == 0) {
     output = compat::scaled_dot_product_attention(query, key, value, std::nullopt, true);
   } else if (length == 1) {
     // One new token attends to every cached position: no mask needed.
