@@ -23,6 +23,7 @@ void add(CLI::App& app, const std::string& name, Adder adder) {
 }  // namespace
 
 void register_commands(CLI::App& app) {
+  add(app, "convert", add_convert_command);
   add(app, "eval", add_eval_command);
   add(app, "export", add_export_command);
   add(app, "forward", add_forward_command);

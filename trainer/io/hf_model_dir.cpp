@@ -3,8 +3,10 @@
 #include <fstream>
 #include <set>
 
+#include "io/meta_checkpoint.h"
 #include "io/safetensors.h"
 #include "io/sharded_safetensors.h"
+#include "io/torch_bin_checkpoint.h"
 #include "util/error.h"
 #include "util/logging.h"
 
@@ -31,19 +33,70 @@ bool is_floating(torch::ScalarType dtype) {
          dtype == torch::kFloat64;
 }
 
+// The safetensors tensors in the shape every format is checked in. Their reads are owned copies.
+TensorSources safetensors_sources(const std::filesystem::path& model_dir) {
+  const auto checkpoint =
+      std::make_shared<const ShardedSafetensors>(ShardedSafetensors::open_dir(model_dir));
+  TensorSources sources;
+  for (const std::string& name : checkpoint->names()) {
+    const TensorInfo& info = checkpoint->info(name);
+    TensorSource source;
+    source.shape = info.shape;
+    source.dtype = info.dtype;
+    source.origin = checkpoint->file_of(name).filename().string();
+    source.read = [checkpoint, name] { return checkpoint->tensor(name); };
+    sources.emplace(name, std::move(source));
+  }
+  return sources;
+}
+
 }  // namespace
 
+CheckpointFormat detect_format(const std::filesystem::path& model_dir) {
+  namespace fs = std::filesystem;
+  LCTRAIN_CHECK(fs::is_directory(model_dir), "model folder {} does not exist", model_dir.string());
+  const bool has_config = fs::exists(model_dir / "config.json");
+  const bool has_safetensors = fs::exists(model_dir / "model.safetensors") ||
+                               fs::exists(model_dir / "model.safetensors.index.json");
+  if (has_config && has_safetensors) return CheckpointFormat::kSafetensors;
+  if (has_config && is_torch_bin_dir(model_dir)) return CheckpointFormat::kTorchBin;
+  if (is_meta_checkpoint_dir(model_dir)) return CheckpointFormat::kMeta;
+  // With config.json alone, the safetensors reader names the weight files it looked for.
+  LCTRAIN_CHECK(
+      has_config,
+      "{} has no config.json (nor params.json + consolidated.00.pth of a Meta checkpoint)",
+      model_dir.string());
+  return CheckpointFormat::kSafetensors;
+}
+
+std::string format_name(CheckpointFormat format) {
+  switch (format) {
+    case CheckpointFormat::kSafetensors:
+      return "safetensors";
+    case CheckpointFormat::kTorchBin:
+      return "hf-bin";
+    case CheckpointFormat::kMeta:
+      return "meta";
+  }
+  return "unknown";
+}
+
 LlamaConfig load_config(const std::filesystem::path& model_dir) {
-  LCTRAIN_CHECK(std::filesystem::is_directory(model_dir), "model folder {} does not exist",
-                model_dir.string());
-  const auto path = model_dir / "config.json";
-  LCTRAIN_CHECK(std::filesystem::exists(path), "{} has no config.json", model_dir.string());
-  return LlamaConfig::from_file(path);
+  if (detect_format(model_dir) == CheckpointFormat::kMeta) return load_meta_config(model_dir);
+  return LlamaConfig::from_file(model_dir / "config.json");
 }
 
 LlamaWeights load_weights(const std::filesystem::path& model_dir, const LlamaConfig& config,
                           torch::ScalarType dtype, const torch::Device& device) {
-  const ShardedSafetensors checkpoint = ShardedSafetensors::open_dir(model_dir);
+  const CheckpointFormat format = detect_format(model_dir);
+  const TensorSources checkpoint =
+      format == CheckpointFormat::kMeta       ? open_meta_checkpoint(model_dir, config)
+      : format == CheckpointFormat::kTorchBin ? open_torch_bin_dir(model_dir)
+                                              : safetensors_sources(model_dir);
+  // torch.save formats hand out views on their memory-mapped files; the model must own its
+  // weights, not keep the files mapped (and open to changes underneath).
+  const bool must_copy = format != CheckpointFormat::kSafetensors;
+  const std::string config_name = format == CheckpointFormat::kMeta ? "params.json" : "config.json";
   LlamaWeights weights;
   std::vector<WeightSlot> slots = weight_slots(config, weights);
 
@@ -51,10 +104,10 @@ LlamaWeights load_weights(const std::filesystem::path& model_dir, const LlamaCon
   std::vector<std::string> missing;
   for (const WeightSlot& slot : slots) {
     expected.insert(slot.name);
-    if (!checkpoint.contains(slot.name)) missing.push_back(slot.name);
+    if (checkpoint.count(slot.name) == 0) missing.push_back(slot.name);
   }
   std::vector<std::string> unexpected;
-  for (const std::string& name : checkpoint.names()) {
+  for (const auto& [name, source] : checkpoint) {
     if (expected.count(name) == 0 && !ignorable(name, config)) unexpected.push_back(name);
   }
   const auto listed = [](const std::vector<std::string>& names) {
@@ -63,21 +116,27 @@ LlamaWeights load_weights(const std::filesystem::path& model_dir, const LlamaCon
     if (names.size() > shown) text += fmt::format(" (and {} more)", names.size() - shown);
     return text;
   };
-  LCTRAIN_CHECK(missing.empty(), "{}: checkpoint is missing {} tensor(s) config.json requires: {}",
-                model_dir.string(), missing.size(), listed(missing));
+  LCTRAIN_CHECK(missing.empty(), "{}: checkpoint is missing {} tensor(s) {} requires: {}",
+                model_dir.string(), missing.size(), config_name, listed(missing));
   LCTRAIN_CHECK(unexpected.empty(),
-                "{}: checkpoint holds {} tensor(s) a LLaMA with this config.json does not have: {}",
-                model_dir.string(), unexpected.size(), listed(unexpected));
+                "{}: checkpoint holds {} tensor(s) a LLaMA with this {} does not have: {}",
+                model_dir.string(), unexpected.size(), config_name, listed(unexpected));
 
+  for (const WeightSlot& slot : slots) {
+    const TensorSource& source = checkpoint.at(slot.name);
+    LCTRAIN_CHECK(source.shape == slot.shape, "{}: tensor '{}' in {} has shape {}, {} implies {}",
+                  model_dir.string(), slot.name, source.origin, shape_text(source.shape),
+                  config_name, shape_text(slot.shape));
+    LCTRAIN_CHECK(is_floating(source.dtype), "{}: tensor '{}' in {} has non-floating dtype {}",
+                  model_dir.string(), slot.name, source.origin, c10::toString(source.dtype));
+  }
   for (WeightSlot& slot : slots) {
-    const TensorInfo& info = checkpoint.info(slot.name);
-    LCTRAIN_CHECK(info.shape == slot.shape,
-                  "{}: tensor '{}' in {} has shape {}, config.json implies {}", model_dir.string(),
-                  slot.name, checkpoint.file_of(slot.name).filename().string(),
-                  shape_text(info.shape), shape_text(slot.shape));
-    LCTRAIN_CHECK(is_floating(info.dtype), "{}: tensor '{}' has non-floating dtype {}",
-                  model_dir.string(), slot.name, c10::toString(info.dtype));
-    *slot.tensor = checkpoint.tensor(slot.name).to(device, dtype);
+    const torch::Tensor stored = checkpoint.at(slot.name).read();
+    torch::Tensor converted = stored.to(device, dtype);
+    if (must_copy && converted.is_alias_of(stored)) {
+      converted = converted.clone(torch::MemoryFormat::Contiguous);
+    }
+    *slot.tensor = converted.contiguous();  // a .bin may store a view with any strides
   }
   if (config.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
   return weights;

@@ -1,6 +1,7 @@
 // A Hugging Face LLaMA model folder: config.json + safetensors weights (single file or sharded)
 // + tokenizer files. Loads into a LlamaModel with every tensor checked against the config, and
-// writes such a folder back out.
+// writes such a folder back out. Loading also takes the older layouts as they are: config.json +
+// pytorch_model*.bin, and Meta's params.json + consolidated.NN.pth.
 #pragma once
 
 #include <filesystem>
@@ -17,10 +18,21 @@ struct ModelLoadOptions {
   std::optional<RopeScaling> rope_scaling;
 };
 
+// The weight layout of a model folder.
+enum class CheckpointFormat {
+  kSafetensors,  // config.json + model.safetensors or model.safetensors.index.json
+  kTorchBin,     // config.json + pytorch_model.bin or pytorch_model.bin.index.json ("hf-bin")
+  kMeta,         // params.json + consolidated.NN.pth ("meta")
+};
+// Safetensors wins when a folder holds several layouts. Throws Error when it holds none.
+CheckpointFormat detect_format(const std::filesystem::path& model_dir);
+std::string format_name(CheckpointFormat format);  // "safetensors", "hf-bin", "meta"
+
+// config.json, or for a Meta folder params.json as the equivalent Hugging Face config.
 LlamaConfig load_config(const std::filesystem::path& model_dir);
 
-// Reads the weights named in `config` from the folder's safetensors. Missing, unexpected and
-// mis-shaped tensors are named in the error.
+// Reads the weights named in `config` from the folder, in whichever format it holds. Missing,
+// unexpected and mis-shaped tensors are named in the error.
 LlamaWeights load_weights(const std::filesystem::path& model_dir, const LlamaConfig& config,
                           torch::ScalarType dtype, const torch::Device& device);
 
