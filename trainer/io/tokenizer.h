@@ -13,12 +13,14 @@ namespace lctrain::io {
 
 class Tokenizer {
  public:
-  // Loads a tokenizer.model file; Error names the file when it is missing or not a SentencePiece model.
+  // Loads a tokenizer.model file; Error names the file when it is missing or not a SentencePiece
+  // model.
   static Tokenizer load(const std::filesystem::path& model_file);
   // Loads <model_dir>/tokenizer.model.
   static Tokenizer from_model_dir(const std::filesystem::path& model_dir);
 
-  std::vector<int64_t> encode(const std::string& text, bool add_bos = true, bool add_eos = false) const;
+  std::vector<int64_t> encode(const std::string& text, bool add_bos = true,
+                              bool add_eos = false) const;
   std::string decode(const std::vector<int64_t>& ids) const;
 
   int64_t vocab_size() const { return backend_->piece_size(); }
