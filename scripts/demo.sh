@@ -10,9 +10,9 @@
 #   5. the PI model exported as a Hugging Face folder, and `lctrain generate` on it;
 #   6. the results table (out/demo/results.md) and plot (out/demo/perplexity.png).
 #
-# Knobs (environment): DEMO_STEPS (fine-tuning steps; the config's 150), DEMO_DOCS (evaluation
-# documents, 24), DEMO_TRIALS (passkey trials per distance, 10), DEMO_CORPUS (a folder with
-# train/ and test/ .jsonl[.zst] files; default: scripts/make_sample_pile.sh's out/sample-pile),
+# Knobs (environment): DEMO_STEPS (fine-tuning steps; the config's 100), DEMO_DOCS (evaluation
+# documents, 16), DEMO_TRIALS (passkey trials per distance, 5; the paper's 10), DEMO_CORPUS (a
+# folder with train/ and test/ .jsonl[.zst] files; default: make_sample_pile.sh's out/sample-pile),
 # LCTRAIN_OUT (out/demo), LCTRAIN_BIN (an lctrain binary: skips set-up and build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +25,8 @@ lctrain=${LCTRAIN_BIN:-${LCTRAIN_BUILD_DIR:-build}/bin/lctrain}
 out=${LCTRAIN_OUT:-out/demo}
 base=data/tiny-llama
 corpus=${DEMO_CORPUS:-out/sample-pile}
-docs=${DEMO_DOCS:-24}
-trials=${DEMO_TRIALS:-10}
+docs=${DEMO_DOCS:-16}
+trials=${DEMO_TRIALS:-5}
 steps=()
 [ -n "${DEMO_STEPS:-}" ] && steps=(training.steps="$DEMO_STEPS")
 started=$(date +%s)
@@ -46,14 +46,14 @@ stage "tokenizing the train split into shards"
 evaluate() {  # name, model flags...
   local name=$1
   shift
-  "$lctrain" eval ppl "$@" --data "$corpus/test" --context 256,512,1024 --stride 64 \
+  "$lctrain" eval ppl "$@" --data "$corpus/test" --context 256,512,1024 --stride 128 \
     --min-tokens 1024 --max-tokens 1024 --max-docs "$docs" --json "$out/ppl-$name.json" |
     head -n 2
 }
 passkey() {  # name, model flags...
   local name=$1
   shift
-  "$lctrain" eval passkey "$@" --lengths 128,256,512,768,960 --trials "$trials" --seed 0 \
+  "$lctrain" eval passkey "$@" --lengths 128,256,512,960 --trials "$trials" --seed 0 \
     --json "$out/passkey-$name.json"
 }
 pi='{"rope_type":"linear","factor":4.0}'
