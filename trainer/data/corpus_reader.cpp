@@ -203,6 +203,15 @@ bool is_valid_utf8(const std::string& text) {
   return true;
 }
 
+bool is_corpus_file(const fs::path& path) {
+  const std::string name = path.filename().string();
+  for (const char* suffix :
+       {".txt", ".jsonl", ".json", ".jsonl.zst", ".json.zst", ".jsonl.gz", ".json.gz"}) {
+    if (ends_with(name, suffix)) return true;
+  }
+  return false;
+}
+
 void read_documents(const fs::path& path, const std::function<void(Document&&)>& consume,
                     BadLines& bad, const std::function<void(uint64_t)>& on_bytes) {
   const std::string name = path.filename().string();
@@ -224,10 +233,10 @@ void read_documents(const fs::path& path, const std::function<void(Document&&)>&
     if (!document.text.empty()) consume(std::move(document));
     return;
   }
-  const bool zstd = ends_with(name, ".jsonl.zst") || ends_with(name, ".json.zst");
-  const bool gzip = ends_with(name, ".jsonl.gz") || ends_with(name, ".json.gz");
-  LCTRAIN_CHECK(zstd || gzip || ends_with(name, ".jsonl") || ends_with(name, ".json"),
+  LCTRAIN_CHECK(is_corpus_file(path),
                 "{}: unsupported input (use .jsonl, .jsonl.zst, .jsonl.gz or .txt)", path.string());
+  const bool zstd = ends_with(name, ".zst");
+  const bool gzip = ends_with(name, ".gz");
   LineSource source(path, zstd ? Compression::zstd : gzip ? Compression::gzip : Compression::none);
   std::string line;
   int64_t number = 0;

@@ -32,6 +32,9 @@ void read_documents(const std::filesystem::path& path,
                     const std::function<void(Document&&)>& consume, BadLines& bad,
                     const std::function<void(uint64_t)>& on_bytes);
 
+// Whether read_documents() takes this file (by its name: .txt, .jsonl/.json, plain or .zst/.gz).
+bool is_corpus_file(const std::filesystem::path& path);
+
 bool is_valid_utf8(const std::string& text);
 
 }  // namespace lctrain::data

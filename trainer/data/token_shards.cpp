@@ -1,10 +1,5 @@
 #include "data/token_shards.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <utility>
 
@@ -81,29 +76,12 @@ std::vector<std::pair<std::string, int64_t>> TokenShardWriter::finish() {
 
 MappedTokenFile::MappedTokenFile(fs::path path, size_t data_offset, int width, int64_t count)
     : path_(std::move(path)), width_(width), count_(count) {
-  mapped_bytes_ = data_offset + static_cast<size_t>(count) * static_cast<size_t>(width);
   if (count == 0) return;
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  LCTRAIN_CHECK(fd >= 0, "cannot open token file {}: {}", path_.string(), std::strerror(errno));
-  mapping_ = ::mmap(nullptr, mapped_bytes_, PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);
-  LCTRAIN_CHECK(mapping_ != MAP_FAILED, "cannot map token file {}: {}", path_.string(),
-                std::strerror(errno));
   // Training reads windows at random offsets; readahead of whole neighbourhoods wastes I/O.
-  ::madvise(mapping_, mapped_bytes_, MADV_RANDOM);
-  tokens_ = static_cast<const unsigned char*>(mapping_) + data_offset;
-}
-
-MappedTokenFile::MappedTokenFile(MappedTokenFile&& other) noexcept
-    : path_(std::move(other.path_)),
-      mapping_(std::exchange(other.mapping_, nullptr)),
-      mapped_bytes_(other.mapped_bytes_),
-      tokens_(std::exchange(other.tokens_, nullptr)),
-      width_(other.width_),
-      count_(other.count_) {}
-
-MappedTokenFile::~MappedTokenFile() {
-  if (mapping_ != nullptr && mapping_ != MAP_FAILED) ::munmap(mapping_, mapped_bytes_);
+  mapping_ = with_context(fmt::format("token file {}", path_.string()), [&] {
+    return MappedFile::open(path_, MappedFile::Access::kReadOnly, MappedFile::Pattern::kRandom);
+  });
+  tokens_ = mapping_->data() + data_offset;
 }
 
 MappedTokenFile MappedTokenFile::shard(const fs::path& path) {

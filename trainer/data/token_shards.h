@@ -11,8 +11,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "util/mapped_file.h"
 
 namespace lctrain::data {
 
@@ -49,10 +52,6 @@ class MappedTokenFile {
  public:
   static MappedTokenFile shard(const std::filesystem::path& path);
   static MappedTokenFile raw_uint32(const std::filesystem::path& path);
-  MappedTokenFile(MappedTokenFile&& other) noexcept;
-  MappedTokenFile& operator=(MappedTokenFile&&) = delete;
-  MappedTokenFile(const MappedTokenFile&) = delete;
-  ~MappedTokenFile();
 
   int64_t size() const { return count_; }
   int bytes_per_token() const { return width_; }
@@ -64,8 +63,7 @@ class MappedTokenFile {
   MappedTokenFile(std::filesystem::path path, size_t data_offset, int width, int64_t count);
 
   std::filesystem::path path_;
-  void* mapping_ = nullptr;
-  size_t mapped_bytes_ = 0;
+  std::shared_ptr<const MappedFile> mapping_;  // null when the file holds no tokens
   const unsigned char* tokens_ = nullptr;
   int width_;
   int64_t count_;

@@ -44,16 +44,6 @@ std::vector<EvalDocument> from_shards(const fs::path& dir, const io::Tokenizer* 
   return kept;
 }
 
-bool is_corpus_file(const fs::path& path) {
-  const std::string name = path.filename().string();
-  const auto ends_with = [&](const std::string& suffix) {
-    return name.size() >= suffix.size() &&
-           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return ends_with(".jsonl") || ends_with(".jsonl.zst") || ends_with(".jsonl.gz") ||
-         ends_with(".txt");
-}
-
 std::vector<EvalDocument> from_corpus(const std::vector<fs::path>& files,
                                       const io::Tokenizer& tokenizer,
                                       const DocumentSelection& selection) {
@@ -97,7 +87,8 @@ std::vector<EvalDocument> load_eval_documents(const fs::path& data, const io::To
     std::vector<fs::path> files;
     if (fs::is_directory(data)) {
       for (const auto& entry : fs::directory_iterator(data)) {
-        if (entry.is_regular_file() && is_corpus_file(entry.path())) files.push_back(entry.path());
+        if (entry.is_regular_file() && data::is_corpus_file(entry.path()))
+          files.push_back(entry.path());
       }
       std::sort(files.begin(), files.end());
       LCTRAIN_CHECK(!files.empty(),

@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors data is little-endian; tensors are copied byte for byte");
@@ -220,42 +221,14 @@ std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace
 
-class SafetensorsFile::Mapping {
- public:
-  // `size` > 0: open() has checked the file holds at least the 8-byte header length.
-  Mapping(int fd, size_t size) : size_(size) {
-    void* const address = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    LCTRAIN_CHECK(address != MAP_FAILED, "cannot mmap {} bytes: {}", size, errno_text());
-    data_ = static_cast<const uint8_t*>(address);
-  }
-  ~Mapping() { ::munmap(const_cast<uint8_t*>(data_), size_); }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
-
 SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   return with_context(fmt::format("safetensors file '{}'", path.string()), [&] {
     SafetensorsFile file;
     file.path_ = path;
-    // O_NONBLOCK: a FIFO must be rejected below, not block open(); no effect on regular files.
-    const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-    LCTRAIN_CHECK(fd.get() >= 0, "cannot open: {}", errno_text());
-    struct stat status {};
-    LCTRAIN_CHECK(::fstat(fd.get(), &status) == 0, "cannot stat: {}", errno_text());
-    LCTRAIN_CHECK(!S_ISDIR(status.st_mode), "cannot read: {}", std::strerror(EISDIR));
-    LCTRAIN_CHECK(S_ISREG(status.st_mode), "not a regular file");
-    const auto file_size = static_cast<uint64_t>(status.st_size);
+    file.mapping_ = MappedFile::open(path, MappedFile::Access::kReadOnly);
+    const uint64_t file_size = file.mapping_->size();
     LCTRAIN_CHECK(file_size >= 8, "file is {} bytes, smaller than the 8-byte header length",
                   file_size);
-
-    file.mapping_ = std::make_shared<const Mapping>(fd.get(), file_size);
     const uint8_t* const bytes = file.mapping_->data();
     uint64_t header_length = 0;
     for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | bytes[i];

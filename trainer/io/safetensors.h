@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/mapped_file.h"
+
 namespace lctrain::io {
 
 struct TensorInfo {
@@ -39,13 +41,11 @@ class SafetensorsFile {
   }  // "__metadata__"
 
  private:
-  class Mapping;  // read-only mmap of the whole file; shared so copies stay cheap
-
   SafetensorsFile() = default;
 
   std::filesystem::path path_;
-  std::shared_ptr<const Mapping> mapping_;
-  uint64_t data_start_ = 0;  // 8 + header length
+  std::shared_ptr<const MappedFile> mapping_;  // shared so copies stay cheap
+  uint64_t data_start_ = 0;                    // 8 + header length
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
 };

@@ -1,56 +1,15 @@
 #include "io/zip_archive.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <optional>
 
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 namespace lctrain::io {
-
-class ZipArchive::Mapping {
- public:
-  explicit Mapping(const std::filesystem::path& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    LCTRAIN_CHECK(fd >= 0, "cannot open: {}", std::strerror(errno));
-    struct stat status {};
-    if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
-      ::close(fd);
-      throw Error("is not a regular file");
-    }
-    size_ = static_cast<uint64_t>(status.st_size);
-    if (size_ > 0) {
-      // Private and writable: tensors aliasing the pages may be written in place (copy on write)
-      // without a crash and without touching the file.
-      void* address = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-      const int saved = errno;
-      ::close(fd);
-      LCTRAIN_CHECK(address != MAP_FAILED, "cannot map: {}", std::strerror(saved));
-      data_ = static_cast<char*>(address);
-    } else {
-      ::close(fd);
-    }
-  }
-  ~Mapping() {
-    if (data_ != nullptr) ::munmap(data_, size_);
-  }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-
-  char* data() const { return data_; }
-  uint64_t size() const { return size_; }
-
- private:
-  char* data_ = nullptr;
-  uint64_t size_ = 0;
-};
 
 namespace {
 
@@ -154,9 +113,9 @@ ZipArchive ZipArchive::open(const std::filesystem::path& path) {
   return with_context(path.string(), [&] {
     ZipArchive archive;
     archive.path_ = path;
-    archive.mapping_ = std::make_shared<Mapping>(path);
+    archive.mapping_ = MappedFile::open(path, MappedFile::Access::kCopyOnWrite);
     const uint64_t size = archive.mapping_->size();
-    const Reader reader(archive.mapping_->data(), size);
+    const Reader reader(reinterpret_cast<const char*>(archive.mapping_->data()), size);
     const auto end = find_end_record(reader, size);
     if (!end) {
       // torch.save before PyTorch 1.6 wrote a bare pickle stream (PROTO 2 opcode first).
@@ -231,12 +190,13 @@ const ZipArchive::Entry& ZipArchive::entry(const std::string& name) const {
 
 std::string_view ZipArchive::read(const std::string& name) const {
   const Entry& found = entry(name);
-  return {mapping_->data() + found.offset, found.size};
+  return {reinterpret_cast<const char*>(mapping_->data()) + found.offset, found.size};
 }
 
 std::shared_ptr<char> ZipArchive::data(const std::string& name) const {
   // Aliasing constructor: points into the entry, owns the mapping.
-  return std::shared_ptr<char>(mapping_, mapping_->data() + entry(name).offset);
+  return std::shared_ptr<char>(
+      mapping_, reinterpret_cast<char*>(mapping_->writable_data()) + entry(name).offset);
 }
 
 uint64_t ZipArchive::size(const std::string& name) const { return entry(name).size; }

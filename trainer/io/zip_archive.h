@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/mapped_file.h"
+
 namespace lctrain::io {
 
 class ZipArchive {
@@ -39,7 +41,6 @@ class ZipArchive {
   bool crc_matches(const std::string& name) const;
 
  private:
-  class Mapping;
   struct Entry {
     uint64_t offset = 0;  // of the data, from the start of the file
     uint64_t size = 0;
@@ -50,7 +51,7 @@ class ZipArchive {
   const Entry& entry(const std::string& name) const;
 
   std::filesystem::path path_;
-  std::shared_ptr<Mapping> mapping_;
+  std::shared_ptr<const MappedFile> mapping_;
   std::map<std::string, Entry> entries_;
 };
 

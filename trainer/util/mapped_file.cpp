@@ -1,0 +1,65 @@
+#include "util/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/error.h"
+
+namespace lctrain {
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& path, Access access,
+                                                   Pattern pattern) {
+  // O_NONBLOCK: a FIFO must be rejected below, not block open(); no effect on regular files.
+  const FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  LCTRAIN_CHECK(fd.get() >= 0, "cannot open: {}", errno_text());
+  struct stat status {};
+  LCTRAIN_CHECK(::fstat(fd.get(), &status) == 0, "cannot stat: {}", errno_text());
+  LCTRAIN_CHECK(!S_ISDIR(status.st_mode), "cannot read: {}", std::strerror(EISDIR));
+  LCTRAIN_CHECK(S_ISREG(status.st_mode), "not a regular file");
+
+  std::shared_ptr<MappedFile> file(new MappedFile());
+  file->size_ = static_cast<uint64_t>(status.st_size);
+  file->access_ = access;
+  if (file->size_ == 0) return file;
+  const int protection = access == Access::kCopyOnWrite ? PROT_READ | PROT_WRITE : PROT_READ;
+  void* const address = ::mmap(nullptr, file->size_, protection, MAP_PRIVATE, fd.get(), 0);
+  LCTRAIN_CHECK(address != MAP_FAILED, "cannot map {} bytes: {}", file->size_, errno_text());
+  file->data_ = static_cast<unsigned char*>(address);
+  if (pattern == Pattern::kRandom) ::madvise(address, file->size_, MADV_RANDOM);
+  return file;
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+}
+
+unsigned char* MappedFile::writable_data() const {
+  LCTRAIN_CHECK(access_ == Access::kCopyOnWrite, "internal: a read-only mapping is not writable");
+  return data_;
+}
+
+}  // namespace lctrain

@@ -1,0 +1,44 @@
+// A whole file mapped into memory (private to this process), the one mmap wrapper of the project:
+// the safetensors reader, the zip reader of torch.save archives and the token shards use it.
+// Opening refuses anything but a regular file (a directory with EISDIR's text, a FIFO without
+// waiting on it); errors carry no file name, callers add it with their context.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+
+namespace lctrain {
+
+class MappedFile {
+ public:
+  enum class Access {
+    kReadOnly,
+    // Writable pages that are never written back: tensors aliasing the file may be modified in
+    // place without a crash and without touching the file.
+    kCopyOnWrite,
+  };
+  // Access pattern hint for the kernel's readahead.
+  enum class Pattern { kNormal, kRandom };
+
+  static std::shared_ptr<const MappedFile> open(const std::filesystem::path& path, Access access,
+                                                Pattern pattern = Pattern::kNormal);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  // nullptr for an empty file.
+  const unsigned char* data() const { return data_; }
+  // Copy-on-write mappings only.
+  unsigned char* writable_data() const;
+  uint64_t size() const { return size_; }
+
+ private:
+  MappedFile() = default;
+
+  unsigned char* data_ = nullptr;
+  uint64_t size_ = 0;
+  Access access_ = Access::kReadOnly;
+};
+
+}  // namespace lctrain
