@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Stage-2 pretraining corpus for the bundled tiny model: the train split, with recall in it.
+
+A 5M-parameter model trained on a few million tokens of natural text learns n-gram statistics and
+barely looks further back than ~64 tokens (measured: sliding-window perplexity 31.6 / 29.4 / 29.1 /
+29.3 at windows 32 / 64 / 128 / 256), so it has nothing for Position Interpolation to extend. Long
+context becomes useful to a small model through copying (induction heads), which natural text
+rewards too rarely at this scale. This corpus makes recall common, at every distance inside the
+pretraining window (L = 256 tokens, ~700 characters here):
+  * every document gets repeats: after a line boundary, with probability --repeat-rate per line,
+    a run of recent lines (--min-span..--max-span characters from the last --reach characters)
+    is written again;
+  * --passkeys extra documents use the passkey prompt (Mohtashami & Jaggi; the paper's section 3.3)
+    with the key at a random depth, short enough to fit the window.
+The evaluation stays on the untouched test split, and passkey evaluation asks for distances up to
+4x the window, which this corpus never shows.
+
+Usage: make_recall_corpus.py INPUT.jsonl[.zst] OUTPUT.jsonl [--seed N] [...]
+"""
+import argparse
+import io
+import json
+import random
+import subprocess
+import sys
+
+INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and "
+               "memorize them. I will quiz you about the important information there.")
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+QUESTION = "What is the pass key? The pass key is"
+
+
+def read_documents(path):
+    if path.endswith(".zst"):
+        data = subprocess.run(["zstdcat", path], check=True, capture_output=True).stdout
+        handle = io.StringIO(data.decode("utf-8"))
+    else:
+        handle = open(path, encoding="utf-8")
+    for line in handle:
+        if line.strip():
+            yield json.loads(line)
+
+
+def with_repeats(text, rng, args):
+    """The text with runs of recent lines written again a little later."""
+    lines = text.split("\n")
+    out = []
+    recent = []  # (line, length) of the last `reach` characters
+    for line in lines:
+        out.append(line)
+        recent.append(line)
+        while sum(len(x) + 1 for x in recent) > args.reach and len(recent) > 1:
+            recent.pop(0)
+        if rng.random() >= args.repeat_rate or len(recent) < 2:
+            continue
+        span_chars = rng.randint(args.min_span, args.max_span)
+        start = rng.randrange(len(recent) - 1)
+        run, size = [], 0
+        for candidate in recent[start:]:
+            if size >= span_chars:
+                break
+            run.append(candidate)
+            size += len(candidate) + 1
+        if size >= args.min_span:
+            out.extend(run)
+            recent.clear()  # no repeat of a repeat
+    return "\n".join(out)
+
+
+def passkey_document(rng, args):
+    key = str(rng.randint(10000, 99999))
+    before = rng.randint(0, args.max_fillers)
+    after = rng.randint(0, args.max_fillers - before)
+    parts = [INSTRUCTION] + [FILLER] * before
+    parts.append(f"The pass key is {key}. Remember it. {key} is the pass key.")
+    parts += [FILLER] * after
+    parts.append(f"{QUESTION} {key}.")
+    return " ".join(parts)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat-rate", type=float, default=0.04)
+    parser.add_argument("--min-span", type=int, default=60)
+    parser.add_argument("--max-span", type=int, default=300)
+    parser.add_argument("--reach", type=int, default=650)
+    parser.add_argument("--passkeys", type=int, default=3000)
+    parser.add_argument("--max-fillers", type=int, default=4)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    rows = []
+    for row in read_documents(args.input):
+        rows.append({"text": with_repeats(row["text"], rng, args), "meta": row.get("meta", {})})
+    natural = len(rows)
+    for _ in range(args.passkeys):
+        rows.append({"text": passkey_document(rng, args), "meta": {"pile_set_name": "Passkey"}})
+    rng.shuffle(rows)
+    with open(args.output, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"make_recall_corpus: {natural} documents with repeats, {args.passkeys} passkey "
+          f"documents -> {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+// scripts/make_recall_corpus.py, the stage-2 pretraining corpus of the bundled tiny model: every
+// input document survives with only copies of its own recent lines added, and the passkey
+// documents carry one key, asked for at their end.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "support/test_support.h"
+
+namespace lctrain {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::contains;
+using testing::quoted;
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::stringstream stream(text);
+  for (std::string line; std::getline(stream, line);) lines.push_back(line);
+  return lines;
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
+  std::vector<nlohmann::json> rows;
+  for (const auto& line : split_lines(testing::read_text(path))) {
+    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+  }
+  return rows;
+}
+
+// A document of distinct numbered lines, so that a repeated line is recognisable.
+std::string numbered_document(int id, int lines) {
+  std::string text;
+  for (int i = 0; i < lines; ++i) {
+    text += "document " + std::to_string(id) + " line " + std::to_string(i) +
+            " with some words to give it length\n";
+  }
+  return text;
+}
+
+testing::CommandResult make_corpus(const fs::path& input, const fs::path& output, int seed) {
+  return testing::run_command(quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") +
+                              " " + quoted(input) + " " + quoted(output) + " --passkeys 6" +
+                              " --repeat-rate 0.3 --seed " + std::to_string(seed));
+}
+
+TEST(RecallCorpus, KeepsEveryDocumentAddsOnlyRecentRepeatsAndWellFormedPasskeys) {
+  testing::ScratchDir scratch;
+  std::map<std::string, std::string> originals;  // first line -> whole text
+  std::string input;
+  for (int id = 0; id < 4; ++id) {
+    const std::string text = numbered_document(id, 60);
+    originals[split_lines(text).front()] = text;
+    input += nlohmann::json{{"text", text}, {"meta", {{"pile_set_name", "Github"}}}}.dump() + "\n";
+  }
+  testing::write_text(scratch / "in.jsonl", input);
+  const auto result = make_corpus(scratch / "in.jsonl", scratch / "out.jsonl", 0);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+
+  const auto rows = read_jsonl(scratch / "out.jsonl");
+  ASSERT_EQ(rows.size(), 10u);
+  int passkeys = 0;
+  size_t added_lines = 0;
+  const std::regex key_sentence(
+      "The pass key is (\\d{5})\\. Remember it\\. (\\d{5}) is the pass key\\.");
+  for (const auto& row : rows) {
+    const std::string text = row.at("text");
+    if (row.at("meta").at("pile_set_name") == "Passkey") {
+      ++passkeys;
+      std::smatch match;
+      ASSERT_TRUE(std::regex_search(text, match, key_sentence)) << text;
+      EXPECT_EQ(match[1], match[2]);
+      const std::string answer = "What is the pass key? The pass key is " + match[1].str() + ".";
+      EXPECT_EQ(text.substr(text.size() - answer.size()), answer) << text;
+      continue;
+    }
+    // Removing the added lines gives the original back: the original's lines are a
+    // subsequence, and every other line repeats one written shortly before it.
+    const auto lines = split_lines(text);
+    ASSERT_TRUE(originals.count(lines.front())) << lines.front();
+    const auto original = split_lines(originals.at(lines.front()));
+    size_t next = 0;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (next < original.size() && lines[i] == original[next]) {
+        ++next;
+        continue;
+      }
+      ++added_lines;
+      const auto reach_start = i > 30 ? i - 30 : 0;
+      EXPECT_NE(std::find(lines.begin() + reach_start, lines.begin() + i, lines[i]),
+                lines.begin() + i)
+          << "line " << i << " is neither the original's next line nor a recent one: " << lines[i];
+    }
+    EXPECT_EQ(next, original.size()) << "the original lost lines";
+  }
+  EXPECT_EQ(passkeys, 6);
+  EXPECT_GT(added_lines, 20u) << "a repeat rate of 0.3 over 240 lines added almost nothing";
+
+  // The seed decides the corpus.
+  ASSERT_EQ(make_corpus(scratch / "in.jsonl", scratch / "again.jsonl", 0).exit_code, 0);
+  ASSERT_EQ(make_corpus(scratch / "in.jsonl", scratch / "other.jsonl", 1).exit_code, 0);
+  EXPECT_EQ(testing::read_text(scratch / "again.jsonl"), testing::read_text(scratch / "out.jsonl"));
+  EXPECT_NE(testing::read_text(scratch / "other.jsonl"), testing::read_text(scratch / "out.jsonl"));
+}
+
+}  // namespace
+}  // namespace lctrain
