@@ -4,10 +4,12 @@
 #   2. a LLaMA-style SentencePiece tokenizer (BPE, byte fallback, split digits, vocab 4096) trained
 #      on the train split;
 #   3. token shards of both splits (lctrain prepare-data);
-#   4. pretraining from random init by lctrain with configs/pretrain-tiny.yaml (window 256; about
-#      an hour on 2 cores);
-#   5. the bf16 Hugging Face export with the tokenizer, and the run's metrics log.
-# Usage: scripts/pretrain_tiny.sh [section.key=value overrides for the pretraining config]
+#   4. pretraining stage 1 from random init by lctrain with configs/pretrain-tiny.yaml (window 256;
+#      about 70 minutes on 2 cores);
+#   5. stage 2, configs/pretrain-tiny-recall.yaml: the same split with recall made common
+#      (scripts/make_recall_corpus.py), about 45 minutes;
+#   6. the bf16 Hugging Face export with the tokenizer, and both stages' metrics logs.
+# Usage: scripts/pretrain_tiny.sh [section.key=value overrides for both stages' configs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,7 @@ scripts/build.sh --target lctrain
 lctrain=${LCTRAIN_BUILD_DIR:-build}/bin/lctrain
 data=out/tiny-data
 run=out/pretrain-tiny
+recall_run=out/pretrain-tiny-recall
 model=data/tiny-llama
 
 [ -f out/sample-pile/train/00.jsonl.zst ] || scripts/make_sample_pile.sh
@@ -43,15 +46,25 @@ for split in train test; do
     "$lctrain" prepare-data --input out/sample-pile/$split/*.jsonl.zst \
       --tokenizer "$data/tokenizer.model" --out "$data/$split"
 done
+if [ ! -f "$data/recall/manifest.json" ]; then
+  scripts/make_recall_corpus.py out/sample-pile/train/*.jsonl.zst "$data/recall.jsonl"
+  "$lctrain" prepare-data --input "$data/recall.jsonl" --tokenizer "$data/tokenizer.model" \
+    --out "$data/recall"
+  rm "$data/recall.jsonl"
+fi
 
 "$lctrain" train --config configs/pretrain-tiny.yaml output.dir="$run" "$@"
+"$lctrain" train --config configs/pretrain-tiny-recall.yaml model.path="$run/final" \
+  output.dir="$recall_run" "$@"
 
 rm -rf "$model.new"
-"$lctrain" export --checkpoint "$run" --out "$model.new" --dtype bf16
+"$lctrain" export --checkpoint "$recall_run" --out "$model.new" --dtype bf16
 cp "$data/tokenizer.model" "$model.new/"
-# The pretraining run as a base model: its own window, no scaling to undo.
+# The pretraining runs as a base model: its own window, no scaling to undo.
 cp "$run/metrics.jsonl" "$model.new/pretrain-metrics.jsonl"
 cp "$run/config.yaml" "$model.new/pretrain-config.yaml"
+cp "$recall_run/metrics.jsonl" "$model.new/pretrain-recall-metrics.jsonl"
+cp "$recall_run/config.yaml" "$model.new/pretrain-recall-config.yaml"
 rm -rf "$model" && mv "$model.new" "$model"
 "$lctrain" inspect "$model"
 echo "pretrain_tiny: $model regenerated"
