@@ -23,6 +23,9 @@ if [ -z "${LCTRAIN_PEAK_TFLOPS:-}" ] && command -v nvidia-smi >/dev/null &&
   export LCTRAIN_PEAK_TFLOPS=989.4
 fi
 mkdir -p "$work"
+# Both sides get the same CPU threads (LibTorch's own default can be fewer than the CPUs; lctrain
+# takes them all, util/cpu_threads.h), so the ratio compares the implementations.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 results=$work/results.jsonl
 : >"$results"
 

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <map>
 
+#include "util/cpu_threads.h"
 #include "util/error.h"
 #include "util/logging.h"
 
@@ -37,6 +38,7 @@ void register_commands(CLI::App& app) {
 int run_selected(const CLI::App& app, const std::string& log_level) {
   try {
     set_log_level(log_level);
+    use_available_cpu_threads();
     for (const CLI::App* subcommand : app.get_subcommands()) {
       actions().at(subcommand)();
     }
