@@ -58,10 +58,26 @@ passkey() {  # name, model flags...
 }
 pi='{"rope_type":"linear","factor":4.0}'
 
-stage "base model at 256/512/1024, positions as they are (extrapolation)"
-evaluate base --model "$base"
-stage "base model with Position Interpolation (factor 4), no fine-tuning"
-evaluate base-pi --model "$base" --rope-scaling "$pi"
+# One lctrain process keeps about one core busy, so the independent jobs below run two or three
+# at a time. Each line of their output is prefixed with its job's name.
+tagged() {  # tag, command...: one CPU thread each (util/cpu_threads.h), as they run side by side
+  local tag=$1
+  shift
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$@" 2>&1 | sed -u "s/^/[$tag] /"
+}
+wait_all() {  # pids: waits for every one, fails if any failed
+  local failed=0
+  for pid in "$@"; do wait "$pid" || failed=1; done
+  return "$failed"
+}
+
+stage "base model at 256/512/1024: positions as they are (extrapolation), and with Position" \
+  "Interpolation (factor 4) but no fine-tuning"
+tagged base evaluate base --model "$base" &
+jobs=($!)
+tagged base+pi evaluate base-pi --model "$base" --rope-scaling "$pi" &
+jobs+=($!)
+wait_all "${jobs[@]}"
 
 finetune() {  # name, overrides...
   local name=$1
@@ -69,18 +85,27 @@ finetune() {  # name, overrides...
   "$lctrain" train --config configs/finetune-tiny-1024.yaml data.path="$out/train-shards" \
     output.dir="$out/$name" output.resume=never "${steps[@]}" "$@"
 }
-stage "fine-tuning 256 -> 1024 with Position Interpolation"
-finetune pi
-stage "the control: fine-tuning 256 -> 1024 without interpolation (direct extension)"
-finetune direct context.scaling=none
+stage "fine-tuning 256 -> 1024 with Position Interpolation, and the paper's control beside it:" \
+  "the same fine-tuning without interpolation (direct extension)"
+tagged pi finetune pi &
+jobs=($!)
+tagged direct finetune direct context.scaling=none &
+jobs+=($!)
+wait_all "${jobs[@]}"
 
-stage "fine-tuned models at 256/512/1024"
-evaluate direct --model "$out/direct/final"
-evaluate pi --model "$out/pi/final"
-stage "passkey retrieval"
-passkey base --model "$base"
-passkey direct --model "$out/direct/final"
-passkey pi --model "$out/pi/final"
+stage "fine-tuned models at 256/512/1024, and passkey retrieval"
+tagged direct evaluate direct --model "$out/direct/final" &
+jobs=($!)
+tagged pi evaluate pi --model "$out/pi/final" &
+jobs+=($!)
+wait_all "${jobs[@]}"
+tagged base passkey base --model "$base" &
+jobs=($!)
+tagged direct passkey direct --model "$out/direct/final" &
+jobs+=($!)
+tagged pi passkey pi --model "$out/pi/final" &
+jobs+=($!)
+wait_all "${jobs[@]}"
 
 stage "exporting the PI model as a Hugging Face folder, and generating with it"
 "$lctrain" export --checkpoint "$out/pi" --out "$out/tiny-llama-1024" --dtype bf16
