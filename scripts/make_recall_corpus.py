@@ -10,6 +10,8 @@ pretraining window (L = 256 tokens, ~700 characters here):
   * every document gets repeats: after a line boundary, with probability --repeat-rate per line,
     a run of recent lines (--min-span..--max-span characters from the last --reach characters)
     is written again;
+  * --copies extra documents are a random run of the corpus's words written two or three times
+    (the plainest induction task), and
   * --passkeys extra documents use the passkey prompt (Mohtashami & Jaggi; the paper's section 3.3)
     with the key at a random depth, short enough to fit the window.
 The evaluation stays on the untouched test split, and passkey evaluation asks for distances up to
@@ -78,6 +80,11 @@ def passkey_document(rng, args):
     return " ".join(parts)
 
 
+def copy_document(rng, vocabulary, args):
+    run = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(10, args.max_copy_words)))
+    return " ".join([run] * rng.randint(2, 3))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("input")
@@ -89,20 +96,25 @@ def main():
     parser.add_argument("--reach", type=int, default=650)
     parser.add_argument("--passkeys", type=int, default=3000)
     parser.add_argument("--max-fillers", type=int, default=4)
+    parser.add_argument("--copies", type=int, default=0)
+    parser.add_argument("--max-copy-words", type=int, default=60)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     rows = []
     for row in read_documents(args.input):
         rows.append({"text": with_repeats(row["text"], rng, args), "meta": row.get("meta", {})})
     natural = len(rows)
+    vocabulary = sorted({word for row in rows for word in row["text"].split() if word.isalpha()})
+    for _ in range(args.copies):
+        rows.append({"text": copy_document(rng, vocabulary, args), "meta": {"pile_set_name": "Copy"}})
     for _ in range(args.passkeys):
         rows.append({"text": passkey_document(rng, args), "meta": {"pile_set_name": "Passkey"}})
     rng.shuffle(rows)
     with open(args.output, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"make_recall_corpus: {natural} documents with repeats, {args.passkeys} passkey "
-          f"documents -> {args.output}", file=sys.stderr)
+    print(f"make_recall_corpus: {natural} documents with repeats, {args.copies} copy documents, "
+          f"{args.passkeys} passkey documents -> {args.output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

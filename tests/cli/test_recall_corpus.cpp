@@ -1,6 +1,6 @@
 // scripts/make_recall_corpus.py, the stage-2 pretraining corpus of the bundled tiny model: every
-// input document survives with only copies of its own recent lines added, and the passkey
-// documents carry one key, asked for at their end.
+// input document survives with only copies of its own recent lines added, the copy documents
+// repeat one run of words, and the passkey documents carry one key, asked for at their end.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -44,8 +44,9 @@ std::string numbered_document(int id, int lines) {
 
 testing::CommandResult make_corpus(const fs::path& input, const fs::path& output, int seed) {
   return testing::run_command(quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") +
-                              " " + quoted(input) + " " + quoted(output) + " --passkeys 6" +
-                              " --repeat-rate 0.3 --seed " + std::to_string(seed));
+                              " " + quoted(input) + " " + quoted(output) +
+                              " --passkeys 6 --copies 5" + " --repeat-rate 0.3 --seed " +
+                              std::to_string(seed));
 }
 
 TEST(RecallCorpus, KeepsEveryDocumentAddsOnlyRecentRepeatsAndWellFormedPasskeys) {
@@ -62,13 +63,26 @@ TEST(RecallCorpus, KeepsEveryDocumentAddsOnlyRecentRepeatsAndWellFormedPasskeys)
   ASSERT_EQ(result.exit_code, 0) << result.output;
 
   const auto rows = read_jsonl(scratch / "out.jsonl");
-  ASSERT_EQ(rows.size(), 10u);
-  int passkeys = 0;
+  ASSERT_EQ(rows.size(), 15u);
+  int passkeys = 0, copies = 0;
   size_t added_lines = 0;
   const std::regex key_sentence(
       "The pass key is (\\d{5})\\. Remember it\\. (\\d{5}) is the pass key\\.");
   for (const auto& row : rows) {
     const std::string text = row.at("text");
+    if (row.at("meta").at("pile_set_name") == "Copy") {
+      // One run of words, written two or three times.
+      ++copies;
+      bool repeated = false;
+      for (const int times : {2, 3}) {
+        const size_t run_size = (text.size() - (times - 1)) / times;
+        std::string expected = text.substr(0, run_size);
+        for (int i = 1; i < times; ++i) expected += " " + text.substr(0, run_size);
+        repeated = repeated || (run_size > 0 && expected == text);
+      }
+      EXPECT_TRUE(repeated) << text;
+      continue;
+    }
     if (row.at("meta").at("pile_set_name") == "Passkey") {
       ++passkeys;
       std::smatch match;
@@ -98,6 +112,7 @@ TEST(RecallCorpus, KeepsEveryDocumentAddsOnlyRecentRepeatsAndWellFormedPasskeys)
     EXPECT_EQ(next, original.size()) << "the original lost lines";
   }
   EXPECT_EQ(passkeys, 6);
+  EXPECT_EQ(copies, 5);
   EXPECT_GT(added_lines, 20u) << "a repeat rate of 0.3 over 240 lines added almost nothing";
 
   // The seed decides the corpus.
