@@ -619,6 +619,23 @@ TEST(TrainConfigFuzz, CorruptedRecipesOnlyRaiseLctrainErrors) {
   EXPECT_GT(loaded, 50);
 }
 
+// yaml-cpp 0.7 never returns from these (found by the fuzz test above); they must be errors.
+TEST(TrainConfigFuzz, DocumentsStartingWithACommaAreErrorsNotHangs) {
+  const std::vector<std::pair<std::string, int>> cases = {
+      {",", 1},
+      {"# recipe\n\n   , e.g. training.steps=10", 3},
+      {"a: 1\n---\n, b", 3},
+      {"--- ,", 1},
+      {"a: 1\n...\n,", 3}};
+  for (const auto& [text, line] : cases) {
+    expect_error(text, {}, {"cfg.yaml", "line " + std::to_string(line), "','"});
+  }
+  // A comma later in a document is yaml-cpp's to judge, and "---," is a scalar, not a marker.
+  for (const char* text : {"model: {config: \"a,b\"}\n", "---,\n", "a: 1\n, b\n"}) {
+    EXPECT_EQ(error_of(text).find("cannot start with"), std::string::npos) << text;
+  }
+}
+
 TEST(TrainConfigFuzz, RandomOverridesOnlyRaiseLctrainErrors) {
   const std::vector<std::string> keys = TrainConfig::keys();
   const std::vector<std::string> values = {"",       "0",      "-1",    "1.5", "abc", "true",
