@@ -20,6 +20,7 @@
 #include <optional>
 
 #include "util/error.h"
+#include "util/file_descriptor.h"
 #include "util/logging.h"
 
 extern char** environ;
@@ -29,43 +30,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string errno_text(int error) { return std::strerror(error); }
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : fd_(other.release()) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = other.release();
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 struct Pipe {
-  Fd read;
-  Fd write;
+  FileDescriptor read;
+  FileDescriptor write;
 };
 
 // Close-on-exec, so that each worker keeps only the ends dup2()ed onto its 0/1/2 and no worker
@@ -73,7 +40,7 @@ struct Pipe {
 Pipe make_pipe(int extra_flags = 0) {
   int fds[2];
   LCTRAIN_CHECK(::pipe2(fds, O_CLOEXEC | extra_flags) == 0, "pipe2 failed: {}", errno_text(errno));
-  return {Fd(fds[0]), Fd(fds[1])};
+  return {FileDescriptor(fds[0]), FileDescriptor(fds[1])};
 }
 
 void write_all(int fd, const std::string& text) {
@@ -149,7 +116,7 @@ class SignalPipe {
 // in one write() per read, so lines of different ranks never mix within a line.
 class Stream {
  public:
-  Stream(Fd fd, int rank, int target_fd)
+  Stream(FileDescriptor fd, int rank, int target_fd)
       : fd_(std::move(fd)), prefix_(fmt::format("[rank {}] ", rank)), target_fd_(target_fd) {}
 
   bool open() const { return fd_.valid(); }
@@ -189,7 +156,7 @@ class Stream {
 
  private:
   static constexpr size_t kMaxLine = 1 << 20;
-  Fd fd_;
+  FileDescriptor fd_;
   std::string prefix_;
   std::string pending_;
   int target_fd_;
@@ -476,7 +443,8 @@ int find_free_port(const std::string& address) {
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owned(found, ::freeaddrinfo);
   std::string last_error = "no address";
   for (const addrinfo* entry = found; entry != nullptr; entry = entry->ai_next) {
-    Fd socket(::socket(entry->ai_family, entry->ai_socktype | SOCK_CLOEXEC, entry->ai_protocol));
+    FileDescriptor socket(
+        ::socket(entry->ai_family, entry->ai_socktype | SOCK_CLOEXEC, entry->ai_protocol));
     sockaddr_storage bound{};
     socklen_t length = sizeof bound;
     if (!socket.valid() || ::bind(socket.get(), entry->ai_addr, entry->ai_addrlen) != 0 ||
@@ -499,7 +467,7 @@ int launch_local_workers(const LaunchOptions& given) {
   LaunchOptions options = given;
   if (options.master_port == 0) options.master_port = find_free_port(options.master_addr);
 
-  const Fd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const FileDescriptor dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   LCTRAIN_CHECK(dev_null.valid(), "cannot open /dev/null: {}", errno_text(errno));
   SignalPipe signals;
   WorkerSet set;

@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "util/error.h"
+#include "util/file_descriptor.h"
 #include "util/mapped_file.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -201,23 +202,6 @@ void parse_header(std::string_view text, uint64_t buffer_size,
   }
   check_coverage(tensors, buffer_size);
 }
-
-// Owns a file descriptor.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace
 
