@@ -13,6 +13,7 @@
 #include "dist/sharded_llama.h"
 #include "io/hf_model_dir.h"
 #include "train/adamw.h"
+#include "train/gradient_clipping.h"
 #include "train/loss_scaler.h"
 #include "train/lr_schedule.h"
 #include "train/progress_bar.h"
@@ -73,26 +74,20 @@ torch::Device training_device(const std::string& choice, const DistributedEnv& e
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
 }
 
-// Global gradient norm over every rank's shards, then clipping to max_norm (when > 0).
-double clip_gradients(const std::vector<torch::Tensor>& shards, double max_norm,
-                      Communicator& communicator) {
-  torch::NoGradGuard no_grad;
-  // Summed where the gradients live and read once: one host sync per step, not one per shard.
-  torch::Tensor squares;
-  for (const auto& shard : shards) {
-    if (!shard.grad().defined()) continue;
-    const torch::Tensor sum = shard.grad().to(torch::kFloat64).pow(2).sum();
-    squares = squares.defined() ? squares + sum : sum;
-  }
-  const double local = squares.defined() ? squares.item<double>() : 0.0;
-  const double norm = std::sqrt(communicator.sum_over_ranks(local));
-  if (max_norm > 0.0 && norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);
-    for (const auto& shard : shards) {
-      if (shard.grad().defined()) shard.grad().mul_(scale);
-    }
-  }
-  return norm;
+// The step's two figures for the host, with one collective and one device-to-host copy: the
+// loss averaged over ranks, and the gradient norm (NaN for a step the loss scaler skipped).
+std::pair<double, double> read_step_scalars(const torch::Tensor& local_loss,
+                                            const torch::Tensor& grad_norm,
+                                            Communicator& communicator) {
+  torch::Tensor loss = local_loss.reshape({1});
+  communicator.all_reduce_sum(loss);
+  const torch::Tensor norm =
+      grad_norm.defined()
+          ? grad_norm.reshape({1}).to(loss.device())
+          : torch::full({1}, std::numeric_limits<double>::quiet_NaN(), loss.options());
+  const torch::Tensor host = torch::cat({loss, norm}).to(torch::kCPU);
+  const double* values = host.data_ptr<double>();
+  return {values[0] / communicator.world_size(), values[1]};
 }
 
 // Bytes this rank holds for fp32 master shards: with the AdamW moments, what FSDP divides by W.
@@ -243,19 +238,23 @@ TrainingSummary run_training(const TrainConfig& config) {
     const auto step_started = std::chrono::steady_clock::now();
     const double lr = schedule.lr_at(step);
     optimizer.zero_grad();
-    double local_loss = 0.0;
+    // The loss and the gradient norm stay on the device until the step is queued: the host
+    // reads them once, at the end (the fp16 loss scaler's overflow check is the one exception).
+    torch::Tensor local_loss;
     for (int64_t micro = 0; micro < accumulation; ++micro) {
       // The step's global batch is the next G sequences of the data order; any split of it over
       // ranks and micro-steps averages to the same gradient (W-invariance, resharding).
       const auto [inputs, targets] = batches.next();
       const torch::Tensor loss = model.loss(inputs, targets);
       (loss * (loss_scaler.scale() / static_cast<double>(accumulation))).backward();
-      local_loss += loss.item<double>() / static_cast<double>(accumulation);
+      const torch::Tensor share =
+          loss.detach().to(torch::kFloat64) / static_cast<double>(accumulation);
+      local_loss = local_loss.defined() ? local_loss + share : share;
     }
     // fp16: a step whose gradients overflowed is skipped and the loss scale backs off.
     const double scale_used = loss_scaler.scale();
     const bool finite = loss_scaler.unscale_and_check(shards, *communicator);
-    double grad_norm = std::numeric_limits<double>::quiet_NaN();
+    torch::Tensor grad_norm;
     if (finite) {
       grad_norm = clip_gradients(shards, config.training.max_grad_norm, *communicator);
       optimizer.step(lr);
@@ -264,7 +263,7 @@ TrainingSummary run_training(const TrainConfig& config) {
                   step + 1, scale_used, scale_used * 0.5);
     }
     loss_scaler.update(finite);
-    const double loss = communicator->sum_over_ranks(local_loss) / static_cast<double>(world);
+    const auto [loss, grad_norm_value] = read_step_scalars(local_loss, grad_norm, *communicator);
     job.step = step + 1;
     job.sequences_seen += global_batch;
     job.tokens_seen += tokens_per_step;
@@ -280,8 +279,13 @@ TrainingSummary run_training(const TrainConfig& config) {
 
     const std::chrono::duration<double> step_time = std::chrono::steady_clock::now() - step_started;
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - started;
-    const StepResult result{
-        job.step, loss, lr, grad_norm, step_time.count(), elapsed.count(), job.step - first_step};
+    const StepResult result{job.step,
+                            loss,
+                            lr,
+                            grad_norm_value,
+                            step_time.count(),
+                            elapsed.count(),
+                            job.step - first_step};
     summary = {job.step, loss, metrics.tokens_per_second(result)};
     if (main_rank &&
         (job.step % config.output.log_every == 0 || job.step == config.training.steps)) {
