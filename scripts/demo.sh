@@ -14,7 +14,8 @@
 # Knobs (environment): DEMO_STEPS (fine-tuning steps; the config's 100), DEMO_DOCS (evaluation
 # documents, 16), DEMO_TRIALS (passkey trials per distance, 5; the paper's 10), DEMO_CORPUS (a
 # folder with train/ and test/ .jsonl[.zst] files; default: make_sample_pile.sh's out/sample-pile),
-# LCTRAIN_OUT (out/demo), LCTRAIN_BIN (an lctrain binary: skips set-up and build).
+# LCTRAIN_OUT (out/demo), LCTRAIN_BIN (an lctrain binary: skips set-up and build), DEMO_BASE (the
+# base model, a Hugging Face folder with its tokenizer.model, trained at 256; data/tiny-llama).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,7 @@ if [ -z "${LCTRAIN_BIN:-}" ]; then
 fi
 lctrain=${LCTRAIN_BIN:-${LCTRAIN_BUILD_DIR:-build}/bin/lctrain}
 out=${LCTRAIN_OUT:-out/demo}
-base=data/tiny-llama
+base=${DEMO_BASE:-data/tiny-llama}
 corpus=${DEMO_CORPUS:-out/sample-pile}
 docs=${DEMO_DOCS:-16}
 trials=${DEMO_TRIALS:-5}
@@ -84,8 +85,8 @@ wait_all "${jobs[@]}"
 finetune() {  # name, overrides...
   local name=$1
   shift
-  "$lctrain" train --config configs/finetune-tiny-1024.yaml data.path="$out/train-shards" \
-    output.dir="$out/$name" output.resume=never "${steps[@]}" "$@"
+  "$lctrain" train --config configs/finetune-tiny-1024.yaml model.path="$base" \
+    data.path="$out/train-shards" output.dir="$out/$name" output.resume=never "${steps[@]}" "$@"
 }
 stage "fine-tuning 256 -> 1024 with Position Interpolation, and the paper's control beside it:" \
   "the same fine-tuning without interpolation (direct extension)"

@@ -1,5 +1,6 @@
 // scripts/demo.sh, shortened (3 fine-tuning steps, 2 documents, 1 passkey trial), end to end on
-// the bundled base model: every stage runs, and the table, plot and exported model come out.
+// a copy of the bundled base model given as DEMO_BASE: every stage runs on that base, and the
+// table, plot and exported model come out.
 #include <gtest/gtest.h>
 
 #include "support/test_support.h"
@@ -37,16 +38,19 @@ TEST(Demo, ShortenedDemoRunsEveryStageAndWritesTheResults) {
   testing::ScratchDir scratch;
   write_corpus(scratch / "corpus");
   const fs::path out = scratch / "demo";
+  const fs::path base = scratch / "base";
+  fs::copy(testing::source_dir() / "data" / "tiny-llama", base);
   const auto result = testing::run_command(
-      "cd " + quoted(testing::source_dir()) + " && LCTRAIN_BIN=" + quoted(testing::lctrain_binary()) +
+      "cd " + quoted(testing::source_dir()) +
+      " && LCTRAIN_BIN=" + quoted(testing::lctrain_binary()) +
       " DEMO_STEPS=3 DEMO_DOCS=2 DEMO_TRIALS=1 DEMO_CORPUS=" + quoted(scratch / "corpus") +
-      " LCTRAIN_OUT=" + quoted(out) + " scripts/demo.sh");
+      " LCTRAIN_OUT=" + quoted(out) + " DEMO_BASE=" + quoted(base) + " scripts/demo.sh");
   ASSERT_EQ(result.exit_code, 0) << result.output;
 
   const std::string table = testing::read_text(out / "results.md");
-  for (const char* row : {"| base (L=256), no scaling |", "| base + PI, no fine-tuning |",
-                          "| direct fine-tuning to 1024 |", "| PI fine-tuning to 1024 |",
-                          "effective window"}) {
+  for (const char* row :
+       {"| base (L=256), no scaling |", "| base + PI, no fine-tuning |",
+        "| direct fine-tuning to 1024 |", "| PI fine-tuning to 1024 |", "effective window"}) {
     EXPECT_TRUE(contains(table, row)) << row << " not in:\n" << table;
   }
   for (const char* name : {"base", "base-pi", "direct", "pi"}) {
@@ -56,7 +60,9 @@ TEST(Demo, ShortenedDemoRunsEveryStageAndWritesTheResults) {
   }
   // Both fine-tunings ran their 3 steps and checkpointed; the PI one is exported with its window.
   for (const char* run : {"pi", "direct"}) {
-    EXPECT_TRUE(fs::exists(out / run / "checkpoints" / "step-00000003" / "manifest.json")) << run;
+    const fs::path manifest = out / run / "checkpoints" / "step-00000003" / "manifest.json";
+    ASSERT_TRUE(fs::exists(manifest)) << run;
+    EXPECT_EQ(read_json_file(manifest).at("model").at("base_model"), base.string()) << run;
   }
   const auto config = read_json_file(out / "tiny-llama-1024" / "config.json");
   EXPECT_EQ(config.at("max_position_embeddings"), 1024);
