@@ -5,7 +5,7 @@ The plainest induction task: the first copy of a run is unpredictable, every lat
 of the token that followed the same token one run earlier. A model can only lower its loss on it
 by learning to look back and copy (induction heads), which natural text at a few million tokens
 rewards too rarely for a 5M-parameter model ever to learn (measured: no copying after 7M tokens of
-the sample Pile, nor after 1.8M tokens of copy documents made of words). On this data, trained by
+the sample Pile, nor after 1.6M tokens of copy documents made of words). On this data, trained by
 lctrain from random init with configs/pretrain-tiny-induction.yaml, the tiny base model starts to
 copy after ~2.7M tokens: loss 8.17 at step 600 of 16 x 256 tokens, 4.88 at step 950 (a model that
 copies everything it can scores ~2.8; one that cannot, 8.3).
