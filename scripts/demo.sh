@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the bundled default: Position Interpolation in miniature, about 13 minutes on a
-# 2-core CPU (757 s measured). The bundled base model (data/tiny-llama: 5.3M parameters,
+# 2-core CPU (769 s measured). The bundled base model (data/tiny-llama: 5.3M parameters,
 # pretrained by lctrain at a window of L = 256) is extended to L' = 1024 (s = 4, the paper's
 # 2048 -> 8192):
 #   1. sliding-window perplexity of the base model at 256, 512, 1024: as it is (extrapolation),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage-0 pretraining data for the bundled tiny model: random token runs, each written three times.
+"""Stage-1 pretraining data for the bundled tiny model: random token runs, each written three times.
 
 The plainest induction task: the first copy of a run is unpredictable, every later token is a copy
 of the token that followed the same token one run earlier. A model can only lower its loss on it

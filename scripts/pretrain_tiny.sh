@@ -4,10 +4,11 @@
 #   2. a LLaMA-style SentencePiece tokenizer (BPE, byte fallback, split digits, vocab 4096) trained
 #      on the train split;
 #   3. token shards of both splits (lctrain prepare-data);
-#   4. pretraining stage 1 from random init by lctrain with configs/pretrain-tiny.yaml (window 256;
-#      about 70 minutes on 2 cores);
-#   5. stage 2, configs/pretrain-tiny-recall.yaml: the same split with recall made common
-#      (scripts/make_recall_corpus.py), about 45 minutes;
+#   4. pretraining stage 1 from random init by lctrain, configs/pretrain-tiny-induction.yaml:
+#      random token runs written three times (scripts/make_induction_tokens.py), where the model
+#      learns to copy (window 256; about 45 minutes on 2 cores);
+#   5. stage 2, configs/pretrain-tiny.yaml: the train split with recall made common
+#      (scripts/make_recall_corpus.py), about 70 minutes;
 #   6. the bf16 Hugging Face export with the tokenizer, and both stages' metrics logs.
 # Usage: scripts/pretrain_tiny.sh [section.key=value overrides for both stages' configs]
 set -euo pipefail
@@ -17,8 +18,8 @@ scripts/setup.sh
 scripts/build.sh --target lctrain
 lctrain=${LCTRAIN_BUILD_DIR:-build}/bin/lctrain
 data=out/tiny-data
+induction_run=out/pretrain-tiny-induction
 run=out/pretrain-tiny
-recall_run=out/pretrain-tiny-recall
 model=data/tiny-llama
 
 [ -f out/sample-pile/train/00.jsonl.zst ] || scripts/make_sample_pile.sh
@@ -46,6 +47,8 @@ for split in train test; do
     "$lctrain" prepare-data --input out/sample-pile/$split/*.jsonl.zst \
       --tokenizer "$data/tokenizer.model" --out "$data/$split"
 done
+[ -f "$data/induction.bin" ] ||
+  scripts/make_induction_tokens.py "$data/induction.bin" --vocab-size 4096
 if [ ! -f "$data/recall/manifest.json" ]; then
   scripts/make_recall_corpus.py out/sample-pile/train/*.jsonl.zst "$data/recall.jsonl"
   "$lctrain" prepare-data --input "$data/recall.jsonl" --tokenizer "$data/tokenizer.model" \
@@ -53,18 +56,18 @@ if [ ! -f "$data/recall/manifest.json" ]; then
   rm "$data/recall.jsonl"
 fi
 
-"$lctrain" train --config configs/pretrain-tiny.yaml output.dir="$run" "$@"
-"$lctrain" train --config configs/pretrain-tiny-recall.yaml model.path="$run/final" \
-  output.dir="$recall_run" "$@"
+"$lctrain" train --config configs/pretrain-tiny-induction.yaml output.dir="$induction_run" "$@"
+"$lctrain" train --config configs/pretrain-tiny.yaml model.path="$induction_run/final" \
+  output.dir="$run" "$@"
 
 rm -rf "$model.new"
-"$lctrain" export --checkpoint "$recall_run" --out "$model.new" --dtype bf16
+"$lctrain" export --checkpoint "$run" --out "$model.new" --dtype bf16
 cp "$data/tokenizer.model" "$model.new/"
 # The pretraining runs as a base model: its own window, no scaling to undo.
+cp "$induction_run/metrics.jsonl" "$model.new/pretrain-induction-metrics.jsonl"
+cp "$induction_run/config.yaml" "$model.new/pretrain-induction-config.yaml"
 cp "$run/metrics.jsonl" "$model.new/pretrain-metrics.jsonl"
 cp "$run/config.yaml" "$model.new/pretrain-config.yaml"
-cp "$recall_run/metrics.jsonl" "$model.new/pretrain-recall-metrics.jsonl"
-cp "$recall_run/config.yaml" "$model.new/pretrain-recall-config.yaml"
 rm -rf "$model" && mv "$model.new" "$model"
 "$lctrain" inspect "$model"
 echo "pretrain_tiny: $model regenerated"

@@ -1,4 +1,4 @@
-// scripts/make_induction_tokens.py, the stage-0 pretraining data of the bundled tiny model: a
+// scripts/make_induction_tokens.py, the stage-1 pretraining data of the bundled tiny model: a
 // uint32 stream of BOS + a random run written N times, ids inside the vocabulary and above the
 // special ones, exactly the requested length, and the same stream for the same seed.
 #include <gtest/gtest.h>
