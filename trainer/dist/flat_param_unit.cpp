@@ -45,13 +45,55 @@ torch::Tensor FlatParamUnit::gather(torch::ScalarType dtype) {
   return ready.full;
 }
 
-std::vector<torch::Tensor> FlatParamUnit::views(const torch::Tensor& full) const {
+namespace {
+
+std::vector<torch::Tensor> narrowed_views(const std::vector<FlatParamEntry>& entries,
+                                          const torch::Tensor& full) {
   std::vector<torch::Tensor> result;
-  result.reserve(entries_.size());
-  for (const FlatParamEntry& entry : entries_) {
+  result.reserve(entries.size());
+  for (const FlatParamEntry& entry : entries) {
     result.push_back(full.narrow(0, entry.offset, entry.numel).view(entry.shape));
   }
   return result;
+}
+
+// The views under autograd, with a backward that writes each parameter's gradient into one flat
+// gradient. Autograd's own backward of a narrowed view materialises a zero tensor the size of the
+// whole unit per parameter and sums them: a unit-sized fill and add per parameter (9 per decoder
+// layer), which at short sequences costs as much as a good part of the matrix work.
+class FlatViews : public torch::autograd::Function<FlatViews> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* context,
+                                                const torch::Tensor& full, int64_t unit_address) {
+    context->saved_data["unit"] = unit_address;
+    context->saved_data["numel"] = full.numel();
+    const auto* unit = reinterpret_cast<const FlatParamUnit*>(unit_address);
+    return narrowed_views(unit->entries(), full);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* context,
+                                                 torch::autograd::variable_list gradients) {
+    const auto* unit = reinterpret_cast<const FlatParamUnit*>(context->saved_data["unit"].toInt());
+    torch::Tensor flat;
+    for (size_t index = 0; index < gradients.size(); ++index) {
+      if (!gradients[index].defined()) continue;
+      if (!flat.defined()) {
+        flat = torch::zeros({context->saved_data["numel"].toInt()}, gradients[index].options());
+      }
+      const FlatParamEntry& entry = unit->entries()[index];
+      flat.narrow(0, entry.offset, entry.numel).copy_(gradients[index].reshape({-1}));
+    }
+    return {flat, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+std::vector<torch::Tensor> FlatParamUnit::views(const torch::Tensor& full) const {
+  if (full.requires_grad() && torch::GradMode::is_enabled()) {
+    return FlatViews::apply(full, reinterpret_cast<int64_t>(this));
+  }
+  return narrowed_views(entries_, full);
 }
 
 torch::Tensor FlatParamUnit::reduce_scatter_mean(const torch::Tensor& full_gradient,

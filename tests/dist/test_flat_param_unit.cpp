@@ -1,0 +1,76 @@
+// FlatParamUnit's parameter views: under autograd their gradients land in one flat gradient of the
+// whole unit, exactly as autograd's own narrow-and-view backward would put them, with zeros for
+// parameters that got no gradient and for the padding; without autograd they are plain views.
+#include <gtest/gtest.h>
+
+#include "dist/communicator.h"
+#include "dist/flat_param_unit.h"
+
+namespace lctrain {
+namespace {
+
+FlatParamUnit make_unit() {
+  torch::manual_seed(0);
+  return FlatParamUnit(
+      "layer", {{"a", torch::randn({3, 4})}, {"b", torch::randn({5})}, {"c", torch::randn({2, 3})}},
+      Communicator::single_process());
+}
+
+// The flat gradient of sum(view_i * weight_i) over the parameters listed in `used`.
+torch::Tensor flat_gradient(const std::vector<torch::Tensor>& views, const torch::Tensor& full,
+                            const std::vector<size_t>& used) {
+  torch::Tensor loss = torch::zeros({}, torch::kFloat64);
+  for (size_t index : used) {
+    const auto weight =
+        torch::arange(views[index].numel(), torch::kFloat32).reshape(views[index].sizes()) +
+        static_cast<double>(index);
+    loss = loss + (views[index] * weight).sum().to(torch::kFloat64);
+  }
+  loss.backward();
+  return full.grad();
+}
+
+TEST(FlatParamUnit, ViewGradientsFillOneFlatGradientLikeAutogradsOwn) {
+  FlatParamUnit unit = make_unit();
+  const torch::Tensor gathered = unit.gather(torch::kFloat32);
+  ASSERT_EQ(gathered.numel(), unit.padded_numel());
+
+  for (const std::vector<size_t>& used : {std::vector<size_t>{0, 1, 2}, {0, 2}, {1}}) {
+    const torch::Tensor full = gathered.detach().clone().requires_grad_(true);
+    const auto views = unit.views(full);
+    ASSERT_EQ(views.size(), 3u);
+    EXPECT_EQ(views[0].sizes(), torch::IntArrayRef({3, 4}));
+    EXPECT_EQ(views[2].sizes(), torch::IntArrayRef({2, 3}));
+    const torch::Tensor got = flat_gradient(views, full, used);
+
+    // Autograd's own backward of narrow(...).view(...), as the reference.
+    const torch::Tensor reference_full = gathered.detach().clone().requires_grad_(true);
+    std::vector<torch::Tensor> reference_views;
+    for (const FlatParamEntry& entry : unit.entries()) {
+      reference_views.push_back(
+          reference_full.narrow(0, entry.offset, entry.numel).view(entry.shape));
+    }
+    const torch::Tensor expected = flat_gradient(reference_views, reference_full, used);
+    ASSERT_TRUE(got.defined());
+    EXPECT_TRUE(torch::equal(got, expected)) << got << "\n" << expected;
+  }
+}
+
+TEST(FlatParamUnit, ViewsWithoutAutogradShareTheFlatBuffer) {
+  FlatParamUnit unit = make_unit();
+  const torch::Tensor full = unit.gather(torch::kFloat32);
+  const auto views = unit.views(full);
+  for (size_t index = 0; index < views.size(); ++index) {
+    const FlatParamEntry& entry = unit.entries()[index];
+    EXPECT_EQ(views[index].data_ptr<float>(), full.data_ptr<float>() + entry.offset);
+    EXPECT_TRUE(
+        torch::equal(views[index].reshape({-1}), full.narrow(0, entry.offset, entry.numel)));
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor leaf = full.detach().clone().requires_grad_(true);
+  EXPECT_EQ(unit.views(leaf)[1].data_ptr<float>(),
+            leaf.data_ptr<float>() + unit.entries()[1].offset);
+}
+
+}  // namespace
+}  // namespace lctrain
