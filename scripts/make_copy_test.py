@@ -14,6 +14,7 @@ Usage: make_copy_test.py CORPUS.jsonl[.zst] [...] --out FOLDER [--runs N] [--wor
 """
 import argparse
 import collections
+import itertools
 import json
 import os
 import random
@@ -23,14 +24,10 @@ from make_recall_corpus import read_documents
 
 
 def common_words(paths, scan_docs, count):
+    documents = itertools.chain.from_iterable(read_documents(path) for path in paths)
     words = collections.Counter()
-    scanned = 0
-    for path in paths:
-        for document in read_documents(path):
-            words.update(w for w in document["text"].split() if w.isalpha())
-            scanned += 1
-            if scanned >= scan_docs:
-                return [w for w, _ in words.most_common(count)]
+    for document in itertools.islice(documents, scan_docs):
+        words.update(w for w in document["text"].split() if w.isalpha())
     return [w for w, _ in words.most_common(count)]
 
 

@@ -1,6 +1,6 @@
 // FlatParamUnit's parameter views: under autograd their gradients land in one flat gradient of the
 // whole unit, exactly as autograd's own narrow-and-view backward would put them, with zeros for
-// parameters that got no gradient and for the padding; without autograd they are plain views.
+// parameters that got no gradient; without autograd they are plain views.
 #include <gtest/gtest.h>
 
 #include "dist/communicator.h"

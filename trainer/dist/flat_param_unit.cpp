@@ -65,6 +65,9 @@ class FlatViews : public torch::autograd::Function<FlatViews> {
  public:
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* context,
                                                 const torch::Tensor& full, int64_t unit_address) {
+    // Parameters without a gradient stay undefined rather than becoming zero tensors: the flat
+    // gradient is zero-filled once.
+    context->set_materialize_grads(false);
     context->saved_data["unit"] = unit_address;
     context->saved_data["numel"] = full.numel();
     const auto* unit = reinterpret_cast<const FlatParamUnit*>(unit_address);
