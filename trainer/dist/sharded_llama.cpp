@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include "model/cpu_gemm.h"
 #include "model/llama_model.h"
 #include "util/error.h"
 
@@ -189,17 +190,17 @@ torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tenso
   std::vector<FlatParamUnit*> head_units{head};
   if (config_.tie_word_embeddings) head_units.push_back(embeddings);
   const torch::Tensor flat_targets = targets.to(device).reshape({-1});
-  UnitCall& head_call = make_call(
-      head_units, units_[layer_count].get(),
-      [this, flat_targets](const torch::Tensor& x, const UnitParameters& parameters) {
-        const torch::Tensor& norm = parameters[0][0];
-        const torch::Tensor& lm_head =
-            config_.tie_word_embeddings ? parameters[1][0] : parameters[0][1];
-        const auto normed = rms_norm(x, norm, config_.rms_norm_eps);
-        const auto logits = torch::nn::functional::linear(normed, lm_head).to(torch::kFloat32);
-        return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                    flat_targets);
-      });
+  UnitCall& head_call =
+      make_call(head_units, units_[layer_count].get(),
+                [this, flat_targets](const torch::Tensor& x, const UnitParameters& parameters) {
+                  const torch::Tensor& norm = parameters[0][0];
+                  const torch::Tensor& lm_head =
+                      config_.tie_word_embeddings ? parameters[1][0] : parameters[0][1];
+                  const auto normed = rms_norm(x, norm, config_.rms_norm_eps);
+                  const auto logits = linear_layer(normed, lm_head).to(torch::kFloat32);
+                  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                              flat_targets);
+                });
   return run_unit(head_call, hidden);
 }
 

@@ -1,17 +1,12 @@
 #include "model/llama_model.h"
 
 #include "model/blockwise_attention.h"
+#include "model/cpu_gemm.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
 
 namespace lctrain {
 namespace {
-
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
-                     const torch::Tensor& bias) {
-  return bias.defined() ? torch::nn::functional::linear(x, weight, bias)
-                        : torch::nn::functional::linear(x, weight);
-}
 
 // Grouped-query attention: each key/value head serves num_attention_heads / kv_heads query heads.
 torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
@@ -31,9 +26,12 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
   const auto heads_first = [&](const torch::Tensor& projected, int64_t heads) {
     return projected.view({batch, length, heads, head_dim}).transpose(1, 2);
   };
-  auto query = heads_first(linear(x, weights.q_proj, weights.q_bias), config.num_attention_heads);
-  auto key = heads_first(linear(x, weights.k_proj, weights.k_bias), config.num_key_value_heads);
-  auto value = heads_first(linear(x, weights.v_proj, weights.v_bias), config.num_key_value_heads);
+  auto query =
+      heads_first(linear_layer(x, weights.q_proj, weights.q_bias), config.num_attention_heads);
+  auto key =
+      heads_first(linear_layer(x, weights.k_proj, weights.k_bias), config.num_key_value_heads);
+  auto value =
+      heads_first(linear_layer(x, weights.v_proj, weights.v_bias), config.num_key_value_heads);
   query = apply_rotary_embedding(query, cos, sin);
   key = apply_rotary_embedding(key, cos, sin);
 
@@ -42,6 +40,13 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
   key = repeat_kv(key, config.kv_groups());
   value = repeat_kv(value, config.kv_groups());
 
+  // Where low-precision GEMM is slow on this CPU, attention runs in fp32 (see cpu_gemm.h).
+  const torch::ScalarType dtype = query.scalar_type();
+  if (gemm_in_fp32(query)) {
+    query = query.to(torch::kFloat32);
+    key = key.to(torch::kFloat32);
+    value = value.to(torch::kFloat32);
+  }
   torch::Tensor output;
   if (length > 1 && use_blockwise_attention(query, past + length)) {
     output = blockwise_causal_attention(query, key, value, past);
@@ -57,14 +62,15 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
     const auto mask = (columns <= rows).to(x.device());
     output = compat::scaled_dot_product_attention(query, key, value, mask, false);
   }
-  output = output.transpose(1, 2).reshape({batch, length, config.num_attention_heads * head_dim});
-  return linear(output, weights.o_proj, weights.o_bias);
+  output = output.to(dtype).transpose(1, 2).reshape(
+      {batch, length, config.num_attention_heads * head_dim});
+  return linear_layer(output, weights.o_proj, weights.o_bias);
 }
 
 torch::Tensor mlp_forward(const MlpWeights& weights, const torch::Tensor& x) {
-  const auto gate = torch::silu(linear(x, weights.gate_proj, weights.gate_bias));
-  return linear(gate * linear(x, weights.up_proj, weights.up_bias), weights.down_proj,
-                weights.down_bias);
+  const auto gate = torch::silu(linear_layer(x, weights.gate_proj, weights.gate_bias));
+  return linear_layer(gate * linear_layer(x, weights.up_proj, weights.up_bias), weights.down_proj,
+                      weights.down_bias);
 }
 
 }  // namespace
@@ -102,7 +108,7 @@ torch::Tensor LlamaModel::forward(const torch::Tensor& ids, KVCache* cache) {
 }
 
 torch::Tensor LlamaModel::logits(const torch::Tensor& hidden) const {
-  return torch::nn::functional::linear(hidden, weights_.lm_head);
+  return linear_layer(hidden, weights_.lm_head);
 }
 
 torch::Tensor LlamaModel::hidden_states(const torch::Tensor& ids, KVCache* cache) {
