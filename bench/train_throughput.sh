@@ -6,7 +6,8 @@
 # default python3), MODEL_CONFIG (default configs/models/llama-1.1b.json), STEPS (default 8),
 # LCTRAIN_PEAK_TFLOPS (MFU denominator; default: 989.4 on an H100/H200, else unknown),
 # BENCH_WORK (scratch folder), EXTRA (more `lctrain train` overrides, e.g. training.device=cpu),
-# BASELINE (the PyTorch step: hf_train_step.py with transformers, or torch_llama_step.py without).
+# BASELINE (the PyTorch step: hf_train_step.py with transformers, torch_llama_step.py without, or
+# none for lctrain alone, e.g. EXTRA="training.activation_checkpointing_every=2").
 # CPU: PYTHON=/usr/bin/python3 BASELINE=torch_llama_step.py HF_EXTRA="--dtype bf16"
 #      MODEL_CONFIG=configs/models/tiny-base.json EXTRA="training.device=cpu" STEPS=5 bench/train_throughput.sh 256 1024
 set -euo pipefail
@@ -60,6 +61,7 @@ for key in ("peak_gpu_allocated_gib", "peak_gpu_reserved_gib", "peak_rss_gib"):
         result[key.replace("_gpu", "")] = records[-1][key]
 print(json.dumps(result))
 PY
+  [ "${BASELINE:-}" = none ] && continue
   echo "== seq $length: PyTorch (${BASELINE:-hf_train_step.py})"
   "$python" "$root/bench/${BASELINE:-hf_train_step.py}" --config "$model_config" --seq "$length" \
     --steps "$steps" ${HF_EXTRA:-} >>"$results" || echo "pytorch: failed at seq $length"

@@ -147,6 +147,16 @@ benchmark() {
     "$root/bench/train_throughput.sh" ${BENCH_LENGTHS:-4096 8192 16384}
 }
 
+# lctrain alone at 8K with fewer layers recomputed (every second one) and none: what full
+# activation checkpointing costs on this GPU.
+bench_recompute() {
+  set -x
+  for extra in training.activation_checkpointing_every=2 training.activation_checkpointing=false; do
+    LCTRAIN=$build/bin/lctrain BENCH_WORK=$work/bench-$extra STEPS=${BENCH_STEPS:-8} BASELINE=none \
+      EXTRA=$extra "$root/bench/train_throughput.sh" 8192
+  done
+}
+
 whole_suite() {
   set -x
   ctest --test-dir "$build" -j 8 --timeout 120 --output-on-failure
@@ -155,13 +165,15 @@ whole_suite() {
 export PATH=$deps/usr/bin:$PATH
 export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export root python work deps build
-export -f environment configure_and_build gpu_tests hf_parity learning benchmark whole_suite
+export -f environment configure_and_build gpu_tests hf_parity learning benchmark bench_recompute \
+  whole_suite
 phase environment 60 bash -c environment
 if phase build "${GPU_CHECK_BUILD_BUDGET:-300}" bash -c configure_and_build; then
   phase gpu_tests 120 bash -c gpu_tests
   phase hf_parity 120 bash -c hf_parity
   phase learning 60 bash -c learning
   phase bench 240 bash -c benchmark
+  phase bench_recompute 90 bash -c bench_recompute
   phase whole_suite 240 bash -c whole_suite
 fi
 echo "results in $results"

@@ -54,6 +54,7 @@ TEST(TrainConfig, MinimalConfigGetsThePaperDefaults) {
   EXPECT_EQ(config.training.steps, 1000);
   EXPECT_EQ(config.training.precision, "bf16");
   EXPECT_TRUE(config.training.activation_checkpointing);
+  EXPECT_EQ(config.training.activation_checkpointing_every, 1);
   EXPECT_DOUBLE_EQ(config.optimizer.lr, 2e-5);
   EXPECT_DOUBLE_EQ(config.optimizer.beta1, 0.9);
   EXPECT_DOUBLE_EQ(config.optimizer.beta2, 0.95);
@@ -96,6 +97,8 @@ TEST(TrainConfig, EveryRangeRuleNamesItsKey) {
       {"training.micro_batch_size=0", {"training.micro_batch_size", "must be > 0"}},
       {"training.gradient_accumulation=0", {"training.gradient_accumulation", "must be > 0"}},
       {"training.sequence_length=-1", {"training.sequence_length", "must be >= 0"}},
+      {"training.activation_checkpointing_every=0",
+       {"training.activation_checkpointing_every", "must be > 0"}},
       {"training.sequence_length=9000", {"training.sequence_length", "exceeds", "target_length"}},
       {"training.precision=bf-16",
        {"training.precision", "bf16, fp16, fp32", "did you mean 'bf16'"}},
@@ -384,7 +387,7 @@ TEST(TrainConfig, ToYamlWritesEveryKeyIncludingDefaults) {
   const TrainConfig config = TrainConfig::from_yaml_text(kMinimal, "cfg.yaml");
   const std::string yaml = config.to_yaml();
   const std::vector<std::string> keys = TrainConfig::keys();
-  EXPECT_EQ(keys.size(), 40u);
+  EXPECT_EQ(keys.size(), 41u);
   EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size());
   for (const std::string& key : keys) {
     const std::string leaf = key.substr(key.find('.') + 1);

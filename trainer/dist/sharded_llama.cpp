@@ -15,6 +15,7 @@ struct ShardedLlama::UnitCall {
   std::vector<FlatParamUnit*> units;  // usually one; the tied head also uses the embeddings
   std::function<torch::Tensor(const torch::Tensor&, const UnitParameters&)> compute;
   FlatParamUnit* prefetch_in_backward = nullptr;
+  bool checkpointed = true;  // recompute in backward, or keep activations and gathered weights
   ShardingOptions options;
 };
 
@@ -121,8 +122,15 @@ void ShardedLlama::unbind_views(FlatParamUnit& unit) {
   for (const FlatParamEntry& entry : unit.entries()) *bound_slots_.at(entry.name) = torch::Tensor();
 }
 
+bool ShardedLlama::recomputes(size_t index) const {
+  if (!options_.activation_checkpointing) return false;
+  const bool decoder_layer = index >= 1 && index <= static_cast<size_t>(config_.num_hidden_layers);
+  return !decoder_layer ||
+         (index - 1) % static_cast<size_t>(options_.activation_checkpointing_every) == 0;
+}
+
 torch::Tensor ShardedLlama::run_unit(UnitCall& call, const torch::Tensor& input) {
-  if (options_.activation_checkpointing) {
+  if (call.checkpointed) {
     std::vector<torch::Tensor> shards;
     for (FlatParamUnit* unit : call.units) shards.push_back(unit->shard());
     // As a TensorList (not a vector) so that autograd sees the shards as differentiable inputs.
@@ -154,11 +162,15 @@ torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tenso
   FlatParamUnit* embeddings = units_.front().get();
   FlatParamUnit* head = units_.back().get();
 
-  const auto make_call = [&](std::vector<FlatParamUnit*> units, FlatParamUnit* previous,
+  // `index`: the unit's place (see recomputes()). A recomputing unit's backward prefetches the
+  // previous unit only if that one gathers again too: a prefetch nobody takes would be stale
+  // by the next forward.
+  const auto make_call = [&](size_t index, std::vector<FlatParamUnit*> units,
                              auto compute) -> UnitCall& {
     auto call = std::make_unique<UnitCall>();
     call->units = std::move(units);
-    call->prefetch_in_backward = previous;
+    call->checkpointed = recomputes(index);
+    if (index > 0 && recomputes(index - 1)) call->prefetch_in_backward = units_[index - 1].get();
     call->options = options_;
     call->compute = compute;
     live_calls_.push_back(std::move(call));
@@ -166,16 +178,16 @@ torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tenso
   };
 
   if (options_.prefetch) embeddings->prefetch(options_.compute_dtype);
-  UnitCall& embed_call = make_call({embeddings}, nullptr,
-                                   [](const torch::Tensor& ids, const UnitParameters& parameters) {
-                                     return torch::embedding(parameters[0][0], ids);
-                                   });
+  UnitCall& embed_call =
+      make_call(0, {embeddings}, [](const torch::Tensor& ids, const UnitParameters& parameters) {
+        return torch::embedding(parameters[0][0], ids);
+      });
   torch::Tensor hidden = run_unit(embed_call, inputs.to(device));
 
   for (size_t layer = 0; layer < layer_count; ++layer) {
     FlatParamUnit* unit = units_[layer + 1].get();
     if (options_.prefetch) units_[layer + 2]->prefetch(options_.compute_dtype);
-    UnitCall& call = make_call({unit}, units_[layer].get(),
+    UnitCall& call = make_call(layer + 1, {unit},
                                [this, unit, layer, cos = cos, sin = sin](
                                    const torch::Tensor& x, const UnitParameters& parameters) {
                                  bind_views(*unit, parameters[0]);
@@ -191,7 +203,7 @@ torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tenso
   if (config_.tie_word_embeddings) head_units.push_back(embeddings);
   const torch::Tensor flat_targets = targets.to(device).reshape({-1});
   UnitCall& head_call =
-      make_call(head_units, units_[layer_count].get(),
+      make_call(layer_count + 1, head_units,
                 [this, flat_targets](const torch::Tensor& x, const UnitParameters& parameters) {
                   const torch::Tensor& norm = parameters[0][0];
                   const torch::Tensor& lm_head =

@@ -23,6 +23,10 @@ struct ShardingOptions {
   torch::ScalarType compute_dtype = torch::kBFloat16;
   torch::ScalarType reduce_dtype = torch::kFloat32;
   bool activation_checkpointing = true;
+  // With checkpointing: decoder layers whose index is a multiple of this are recomputed, the
+  // others keep their activations (1: every layer; 2: every second, torchtitan's selective
+  // layer policy). The embeddings and the head follow activation_checkpointing.
+  int64_t activation_checkpointing_every = 1;
   bool prefetch = true;  // start the next unit's gather while this one computes
 };
 
@@ -51,6 +55,8 @@ class ShardedLlama {
 
  private:
   torch::Tensor run_unit(UnitCall& call, const torch::Tensor& input);
+  // Whether unit `index` (0: embeddings, 1..layers: decoder layers, then the head) recomputes.
+  bool recomputes(size_t index) const;
   void bind_views(FlatParamUnit& unit, const std::vector<torch::Tensor>& views);
   void unbind_views(FlatParamUnit& unit);
 

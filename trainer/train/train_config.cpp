@@ -177,6 +177,8 @@ const std::vector<Field>& fields() {
       LCTRAIN_FIELD(training, precision, one_of({"bf16", "fp16", "fp32"}), "compute dtype"),
       LCTRAIN_FIELD(training, reduce_dtype, one_of({"fp32", "bf16"}), "gradient all-reduce dtype"),
       LCTRAIN_FIELD(training, activation_checkpointing, nullptr, "recompute layers in backward"),
+      LCTRAIN_FIELD(training, activation_checkpointing_every, greater_than(0),
+                    "with checkpointing, recompute every Nth decoder layer (1: all)"),
       LCTRAIN_FIELD(training, max_grad_norm, nullptr, "gradient clipping; <= 0 disables"),
       LCTRAIN_FIELD(training, loss_scaling, one_of({"auto", "dynamic", "none"}),
                     "auto = dynamic for fp16, none otherwise"),

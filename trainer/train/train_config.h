@@ -35,7 +35,8 @@ struct TrainConfig {
     std::string precision = "bf16";     // bf16 | fp16 | fp32
     std::string reduce_dtype = "fp32";  // fp32 | bf16
     bool activation_checkpointing = true;
-    double max_grad_norm = 1.0;         // <= 0 disables clipping
+    int64_t activation_checkpointing_every = 1;  // recompute every Nth decoder layer (1: all)
+    double max_grad_norm = 1.0;                  // <= 0 disables clipping
     std::string loss_scaling = "auto";  // auto (dynamic for fp16, none otherwise) | dynamic | none
     double loss_scale = 65536.0;        // dynamic loss scaling: the initial scale
     int64_t loss_scale_window = 2000;   // dynamic loss scaling: clean steps before it doubles

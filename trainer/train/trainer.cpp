@@ -159,6 +159,7 @@ TrainingSummary run_training(const TrainConfig& config) {
   sharding.reduce_dtype =
       config.training.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   sharding.activation_checkpointing = config.training.activation_checkpointing;
+  sharding.activation_checkpointing_every = config.training.activation_checkpointing_every;
   ShardedLlama model(loaded.config, loaded.weights, rope, communicator, sharding);
   loaded.weights = LlamaWeights();  // keep only the shards
 
@@ -218,7 +219,11 @@ TrainingSummary run_training(const TrainConfig& config) {
       "RoPE {}, {}, activation checkpointing {}, device {}",
       loaded.config.num_parameters(), world, communicator->backend_name(), config.training.steps,
       global_batch, sequence_length, rope.describe(), config.training.precision,
-      sharding.activation_checkpointing ? "on" : "off", device_name(device));
+      !sharding.activation_checkpointing ? std::string("off")
+      : sharding.activation_checkpointing_every == 1
+          ? std::string("on")
+          : fmt::format("every {} layers", sharding.activation_checkpointing_every),
+      device_name(device));
 
   const auto save_checkpoint = [&] {
     checkpoint::save(checkpoint_root, job, unit_pointers(model), optimizer, *communicator,
