@@ -2,7 +2,7 @@
 
 #include <functional>
 
-#include "model/cpu_gemm.h"
+#include "model/linear_cross_entropy.h"
 #include "model/llama_model.h"
 #include "util/error.h"
 
@@ -123,9 +123,11 @@ void ShardedLlama::unbind_views(FlatParamUnit& unit) {
 }
 
 bool ShardedLlama::recomputes(size_t index) const {
-  if (!options_.activation_checkpointing) return false;
-  const bool decoder_layer = index >= 1 && index <= static_cast<size_t>(config_.num_hidden_layers);
-  return !decoder_layer ||
+  const auto layers = static_cast<size_t>(config_.num_hidden_layers);
+  // The head keeps only its input and normed hidden states whatever the mode: its loss
+  // recomputes the logits chunk by chunk in backward (model/linear_cross_entropy.h).
+  if (!options_.activation_checkpointing || index == layers + 1) return false;
+  return index == 0 ||
          (index - 1) % static_cast<size_t>(options_.activation_checkpointing_every) == 0;
 }
 
@@ -149,7 +151,18 @@ torch::Tensor ShardedLlama::run_unit(UnitCall& call, const torch::Tensor& input)
     });
     parameters.push_back(unit->views(full));
   }
-  return call.compute(input, parameters);
+  torch::Tensor output = call.compute(input, parameters);
+  // This unit's backward starts when its output's gradient arrives: start gathering the
+  // previous unit then, as a recomputing unit's backward does.
+  if (FlatParamUnit* previous = call.prefetch_in_backward;
+      previous != nullptr && options_.prefetch) {
+    const torch::ScalarType dtype = options_.compute_dtype;
+    output.register_hook([previous, dtype](const torch::Tensor&) {
+      previous->prefetch(dtype);
+      return torch::Tensor();
+    });
+  }
+  return output;
 }
 
 torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tensor& targets) {
@@ -202,17 +215,15 @@ torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tenso
   std::vector<FlatParamUnit*> head_units{head};
   if (config_.tie_word_embeddings) head_units.push_back(embeddings);
   const torch::Tensor flat_targets = targets.to(device).reshape({-1});
-  UnitCall& head_call =
-      make_call(layer_count + 1, head_units,
-                [this, flat_targets](const torch::Tensor& x, const UnitParameters& parameters) {
-                  const torch::Tensor& norm = parameters[0][0];
-                  const torch::Tensor& lm_head =
-                      config_.tie_word_embeddings ? parameters[1][0] : parameters[0][1];
-                  const auto normed = rms_norm(x, norm, config_.rms_norm_eps);
-                  const auto logits = linear_layer(normed, lm_head).to(torch::kFloat32);
-                  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                              flat_targets);
-                });
+  UnitCall& head_call = make_call(
+      layer_count + 1, head_units,
+      [this, flat_targets](const torch::Tensor& x, const UnitParameters& parameters) {
+        const torch::Tensor& norm = parameters[0][0];
+        const torch::Tensor& lm_head =
+            config_.tie_word_embeddings ? parameters[1][0] : parameters[0][1];
+        const auto normed = rms_norm(x, norm, config_.rms_norm_eps);
+        return linear_cross_entropy(normed.reshape({-1, normed.size(-1)}), lm_head, flat_targets);
+      });
   return run_unit(head_call, hidden);
 }
 

@@ -100,4 +100,17 @@ torch::Tensor linear_layer(const torch::Tensor& x, const torch::Tensor& weight,
   return at::linear(x, weight, bias);
 }
 
+torch::Tensor matrix_product(const torch::Tensor& a, const torch::Tensor& b) {
+  if (gemm_in_fp32(a)) return a.to(torch::kFloat32).mm(b.to(torch::kFloat32)).to(a.scalar_type());
+  return a.mm(b);
+}
+
+void add_matrix_product(torch::Tensor& sum, const torch::Tensor& a, const torch::Tensor& b) {
+  if (gemm_in_fp32(a) || a.scalar_type() == torch::kFloat32) {
+    sum.addmm_(a.to(torch::kFloat32), b.to(torch::kFloat32));
+  } else {
+    sum.add_(a.mm(b));
+  }
+}
+
 }  // namespace lctrain

@@ -34,4 +34,10 @@ bool gemm_in_fp32(const torch::Tensor& operand);
 torch::Tensor linear_layer(const torch::Tensor& x, const torch::Tensor& weight,
                            const torch::Tensor& bias = torch::Tensor());
 
+// a [m, k] times b [k, n] in a's dtype, computed in fp32 where gemm_in_fp32(a). No autograd.
+torch::Tensor matrix_product(const torch::Tensor& a, const torch::Tensor& b);
+// sum [m, n] (fp32) += a · b. Where the product runs in fp32 it is added unrounded; elsewhere it
+// is rounded to a's dtype first (LibTorch has no low-precision GEMM with an fp32 result).
+void add_matrix_product(torch::Tensor& sum, const torch::Tensor& a, const torch::Tensor& b);
+
 }  // namespace lctrain
