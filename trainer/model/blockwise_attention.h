@@ -1,10 +1,9 @@
-// Causal attention computed block by block with an online softmax (the forward pass of
-// FlashAttention, written in tensor ops): memory grows with block x block per head instead of
-// T x T, so evaluating a model at 8K-32K tokens on a CPU does not need tens of GB of scores.
-// Exact up to float rounding; accumulation is in fp32 whatever the input dtype.
-//
-// It is meant for inference (no autograd): under autograd every block's probabilities would be
-// kept for the backward pass, which is the T x T memory again.
+// Causal attention computed block by block with an online softmax (FlashAttention's forward and
+// backward passes, written in tensor ops): memory grows with block x block per head instead of
+// T x T, so evaluating or fine-tuning a model at 8K-32K tokens on a CPU does not need tens of GB
+// of scores. Exact up to float rounding; all arithmetic is in fp32 whatever the input dtype.
+// Under autograd it keeps only q, k, v, the output and one log-sum-exp per row, and recomputes
+// each block's probabilities in backward.
 #pragma once
 
 #include <torch/torch.h>
@@ -17,9 +16,18 @@ torch::Tensor blockwise_causal_attention(const torch::Tensor& query, const torch
                                          const torch::Tensor& value, int64_t past,
                                          int64_t block = 512);
 
-// Whether attention over `keys` positions should take the blockwise path: on a CPU, without
-// autograd, from 4096 keys on (the score matrix of a 7B model's 32 heads at 4K is 2 GB in fp32).
-// LCTRAIN_ATTENTION=math or =blockwise forces a path (for benchmarks and checks).
+enum class AttentionPath {
+  kAuto,       // blockwise on a CPU (LibTorch 2.2+: from 4096 keys on), fused attention elsewhere
+  kMath,       // always scaled_dot_product_attention
+  kBlockwise,  // always blockwise (where more than one query is new)
+};
+// The process-wide choice: LCTRAIN_ATTENTION=auto|math|blockwise on first use, or as last set.
+AttentionPath attention_path();
+void set_attention_path(AttentionPath path);
+
+// Whether attention over `keys` positions takes the blockwise path under attention_path(). The
+// automatic threshold with a fused CPU kernel: the score matrix of a 7B model's 32 heads at 4K
+// keys is 2 GB in fp32.
 bool use_blockwise_attention(const torch::Tensor& query, int64_t keys);
 
 }  // namespace lctrain

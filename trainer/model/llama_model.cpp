@@ -17,6 +17,25 @@ torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
       .reshape({sizes[0], sizes[1] * groups, sizes[2], sizes[3]});
 }
 
+// softmax(q kᵀ / √d) v with queries at positions past .. past + Tq - 1, by LibTorch's
+// scaled_dot_product_attention (flash / memory-efficient kernels on CUDA).
+torch::Tensor fused_causal_attention(const torch::Tensor& query, const torch::Tensor& key,
+                                     const torch::Tensor& value, int64_t past) {
+  const int64_t length = query.size(2);
+  if (past == 0) {
+    return compat::scaled_dot_product_attention(query, key, value, std::nullopt, true);
+  }
+  if (length == 1) {
+    // One new token attends to every cached position: no mask needed.
+    return compat::scaled_dot_product_attention(query, key, value, std::nullopt, false);
+  }
+  // Several new tokens after a cached prefix: causal mask aligned to the bottom-right.
+  const auto rows = torch::arange(past, past + length, torch::kInt64).unsqueeze(1);
+  const auto columns = torch::arange(past + length, torch::kInt64).unsqueeze(0);
+  const auto mask = (columns <= rows).to(query.device());
+  return compat::scaled_dot_product_attention(query, key, value, mask, false);
+}
+
 torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeights& weights,
                                 const torch::Tensor& x, const torch::Tensor& cos,
                                 const torch::Tensor& sin, KVCache* cache, size_t layer_index) {
@@ -40,27 +59,18 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
   key = repeat_kv(key, config.kv_groups());
   value = repeat_kv(value, config.kv_groups());
 
-  // Where low-precision GEMM is slow on this CPU, attention runs in fp32 (see cpu_gemm.h).
   const torch::ScalarType dtype = query.scalar_type();
-  if (gemm_in_fp32(query)) {
-    query = query.to(torch::kFloat32);
-    key = key.to(torch::kFloat32);
-    value = value.to(torch::kFloat32);
-  }
   torch::Tensor output;
   if (length > 1 && use_blockwise_attention(query, past + length)) {
-    output = blockwise_causal_attention(query, key, value, past);
-  } else if (past == 0) {
-    output = compat::scaled_dot_product_attention(query, key, value, std::nullopt, true);
-  } else if (length == 1) {
-    // One new token attends to every cached position: no mask needed.
-    output = compat::scaled_dot_product_attention(query, key, value, std::nullopt, false);
+    output = blockwise_causal_attention(query, key, value, past);  // fp32 inside
   } else {
-    // Several new tokens after a cached prefix: causal mask aligned to the bottom-right.
-    const auto rows = torch::arange(past, past + length, torch::kInt64).unsqueeze(1);
-    const auto columns = torch::arange(past + length, torch::kInt64).unsqueeze(0);
-    const auto mask = (columns <= rows).to(x.device());
-    output = compat::scaled_dot_product_attention(query, key, value, mask, false);
+    // Where low-precision GEMM is slow on this CPU, attention runs in fp32 (see cpu_gemm.h).
+    if (gemm_in_fp32(query)) {
+      query = query.to(torch::kFloat32);
+      key = key.to(torch::kFloat32);
+      value = value.to(torch::kFloat32);
+    }
+    output = fused_causal_attention(query, key, value, past);
   }
   output = output.to(dtype).transpose(1, 2).reshape(
       {batch, length, config.num_attention_heads * head_dim});
