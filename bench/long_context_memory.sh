@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory and time of a long forward pass on the CPU: the math attention path (a T x T score
-# matrix per head) against the blockwise online-softmax path that lctrain takes for inference
-# from 4096 keys on. Model: the bundled data/tiny-llama (8 heads) with PI for the longer windows.
+# matrix per head) against the blockwise online-softmax path (lctrain's CPU default with
+# LibTorch 1.13; from 4096 keys on with 2.2+). Model: the bundled data/tiny-llama (8 heads) with PI for the longer windows.
 # Usage: bench/long_context_memory.sh [build_dir] [lengths, default "4096 8192 16384"]
 set -euo pipefail
 cd "$(dirname "$0")/.."

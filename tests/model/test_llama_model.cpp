@@ -2,6 +2,7 @@
 // duplication, bf16 tracks f32, and bad token ids are rejected.
 #include <gtest/gtest.h>
 
+#include "model/cpu_gemm.h"
 #include "model/generate.h"
 #include "model/llama_model.h"
 #include "util/error.h"
@@ -10,11 +11,16 @@ namespace lctrain {
 namespace {
 
 LlamaConfig tiny_config(int64_t kv_heads = 2, bool tied = false) {
-  return LlamaConfig::from_json(
-      {{"vocab_size", 97}, {"hidden_size", 64}, {"intermediate_size", 96},
-       {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", kv_heads},
-       {"max_position_embeddings", 32}, {"rms_norm_eps", 1e-5}, {"tie_word_embeddings", tied}},
-      "test config");
+  return LlamaConfig::from_json({{"vocab_size", 97},
+                                 {"hidden_size", 64},
+                                 {"intermediate_size", 96},
+                                 {"num_hidden_layers", 2},
+                                 {"num_attention_heads", 4},
+                                 {"num_key_value_heads", kv_heads},
+                                 {"max_position_embeddings", 32},
+                                 {"rms_norm_eps", 1e-5},
+                                 {"tie_word_embeddings", tied}},
+                                "test config");
 }
 
 LlamaModel tiny_model(RopeScaling rope = RopeScaling::none(), int64_t kv_heads = 2,
@@ -95,6 +101,7 @@ TEST(LlamaModel, GroupedQueryAttentionEqualsDuplicatedHeads) {
   EXPECT_TRUE(torch::allclose(gqa.forward(ids), mha.forward(ids), 1e-5, 1e-5));
 }
 
+// Under both CPU GEMM choices (LibTorch's bf16 kernel, and fp32 products of bf16 operands).
 TEST(LlamaModel, Bfloat16TracksFloat32) {
   LlamaModel f32 = tiny_model(RopeScaling::linear(2.0), 2, torch::kFloat32);
   const LlamaConfig config = tiny_config(2);
@@ -103,10 +110,15 @@ TEST(LlamaModel, Bfloat16TracksFloat32) {
   torch::NoGradGuard no_grad;
   const auto ids = random_ids(16, 9);
   const auto reference = f32.forward(ids);
-  const auto low = bf16.forward(ids).to(torch::kFloat32);
-  EXPECT_EQ(bf16.forward(ids).scalar_type(), torch::kBFloat16);
-  const double relative = ((low - reference).norm() / reference.norm()).item<double>();
-  EXPECT_LT(relative, 0.05);
+  const CpuGemm saved = cpu_gemm();
+  for (const CpuGemm choice : {CpuGemm::kNative, CpuGemm::kFp32}) {
+    set_cpu_gemm(choice);
+    const auto low = bf16.forward(ids);
+    EXPECT_EQ(low.scalar_type(), torch::kBFloat16);
+    const auto error = (low.to(torch::kFloat32) - reference).norm() / reference.norm();
+    EXPECT_LT(error.item<double>(), 0.05) << "CPU GEMM choice " << static_cast<int>(choice);
+  }
+  set_cpu_gemm(saved);
 }
 
 TEST(LlamaModel, RejectsTokenIdsOutsideTheVocabulary) {
