@@ -5,6 +5,7 @@
 
 #include "util/cpu_threads.h"
 #include "util/error.h"
+#include "util/heap_policy.h"
 #include "util/logging.h"
 
 namespace lctrain::cli {
@@ -38,6 +39,7 @@ void register_commands(CLI::App& app) {
 int run_selected(const CLI::App& app, const std::string& log_level) {
   try {
     set_log_level(log_level);
+    keep_freed_memory_in_heap();
     use_available_cpu_threads();
     for (const CLI::App* subcommand : app.get_subcommands()) {
       actions().at(subcommand)();

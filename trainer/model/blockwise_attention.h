@@ -17,7 +17,7 @@ torch::Tensor blockwise_causal_attention(const torch::Tensor& query, const torch
                                          int64_t block = 512);
 
 enum class AttentionPath {
-  kAuto,       // blockwise on a CPU (LibTorch 2.2+: from 4096 keys on), fused attention elsewhere
+  kAuto,       // blockwise on a CPU from 4096 keys on, fused/math attention elsewhere
   kMath,       // always scaled_dot_product_attention
   kBlockwise,  // always blockwise (where more than one query is new)
 };
@@ -26,8 +26,8 @@ AttentionPath attention_path();
 void set_attention_path(AttentionPath path);
 
 // Whether attention over `keys` positions takes the blockwise path under attention_path(). The
-// automatic threshold with a fused CPU kernel: the score matrix of a 7B model's 32 heads at 4K
-// keys is 2 GB in fp32.
+// automatic threshold: from there on it is also the faster path on CPU with LibTorch 1.13, and
+// the score matrix of a 7B model's 32 heads at 4K keys is 2 GB in fp32.
 bool use_blockwise_attention(const torch::Tensor& query, int64_t keys);
 
 }  // namespace lctrain

@@ -12,10 +12,6 @@
 
 namespace lctrain::compat {
 
-// 2.2+ has a fused (flash) attention kernel on CPU, forward and backward; 1.13's CPU attention is
-// the math path, which builds the whole score matrix.
-constexpr bool kFusedCpuAttention = LCTRAIN_TORCH_AT_LEAST(2, 2);
-
 // Fused attention: softmax(q k^T / sqrt(d) + mask) v. q: [B, H, Tq, D], k/v: [B, H, Tk, D].
 // `mask` is boolean (true = attend) or additive; `is_causal` applies the top-left causal mask.
 // 2.x has the public op (flash / memory-efficient kernels on CUDA); 1.13 has only the private one.
