@@ -4,7 +4,8 @@
 // With activation checkpointing (the default for long sequences) a layer's backward gathers
 // again, recomputes, and reduce-scatters its gradient into the shard: full parameters of a unit
 // exist only while it computes. Without checkpointing, gathered units stay alive until their
-// backward (activations need them) and gradients are reduce-scattered from a hook.
+// backward (activations need them) and gradients are reduce-scattered from a hook. The head is
+// never recomputed: its loss keeps only the hidden states and recomputes logits in chunks.
 #pragma once
 
 #include <map>
@@ -25,7 +26,7 @@ struct ShardingOptions {
   bool activation_checkpointing = true;
   // With checkpointing: decoder layers whose index is a multiple of this are recomputed, the
   // others keep their activations (1: every layer; 2: every second, torchtitan's selective
-  // layer policy). The embeddings and the head follow activation_checkpointing.
+  // layer policy). The embeddings follow activation_checkpointing; the head never recomputes.
   int64_t activation_checkpointing_every = 1;
   bool prefetch = true;  // start the next unit's gather while this one computes
 };
