@@ -421,5 +421,16 @@ TEST_F(CliBadInput, UnknownDtype) {
   expect_clean_failure(forward_args(fixture_dir("tiny-llama-parity")) + " --dtype f8", {"f8"});
 }
 
+// LCTRAIN_ATTENTION and LCTRAIN_CPU_GEMM (read when first needed; the CPU GEMM choice only for
+// bf16/fp16 work) with a value they do not know.
+TEST_F(CliBadInput, UnknownEnvironmentChoices) {
+  const std::string args = forward_args(fixture_dir("tiny-llama-parity")) + " --dtype bf16";
+  for (const char* variable : {"LCTRAIN_ATTENTION", "LCTRAIN_CPU_GEMM"}) {
+    ::setenv(variable, "fastest", 1);
+    expect_clean_failure(args, {variable, "'fastest'"});
+    ::unsetenv(variable);
+  }
+}
+
 }  // namespace
 }  // namespace lctrain

@@ -1,12 +1,11 @@
 #include "model/blockwise_attention.h"
 
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <string>
 
 #include "util/error.h"
+#include "util/process_setting.h"
 
 namespace lctrain {
 namespace {
@@ -16,8 +15,12 @@ constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 struct Blocking {
   int64_t past = 0;
   int64_t block = 0;
-  double scale = 0;
+  double scale = 0;  // 1 / sqrt(head dim)
 };
+
+Blocking make_blocking(int64_t past, int64_t block, int64_t head_dim) {
+  return {past, block, 1.0 / std::sqrt(static_cast<double>(head_dim))};
+}
 
 // Sets the scores of keys after each query's position to -inf. Rows are queries q0 .. q0 + rows
 // (positions past + q0 ...), columns keys k0 .. k0 + columns.
@@ -37,11 +40,15 @@ int64_t keys_needed(const Blocking& blocking, int64_t q0, int64_t rows) {
   return blocking.past + q0 + rows;
 }
 
-// fp32 inputs. Returns the fp32 output and the log-sum-exp of each row's scaled scores.
-std::pair<torch::Tensor, torch::Tensor> attention_forward(const torch::Tensor& query,
-                                                          const torch::Tensor& key,
-                                                          const torch::Tensor& value,
+// Any input dtype, fp32 arithmetic. Returns the fp32 output and the log-sum-exp of each row's
+// scaled scores.
+std::pair<torch::Tensor, torch::Tensor> attention_forward(const torch::Tensor& query_in,
+                                                          const torch::Tensor& key_in,
+                                                          const torch::Tensor& value_in,
                                                           const Blocking& blocking) {
+  const torch::Tensor query = query_in.to(torch::kFloat32);
+  const torch::Tensor key = key_in.to(torch::kFloat32);
+  const torch::Tensor value = value_in.to(torch::kFloat32);
   const int64_t length = query.size(2);
   std::vector<torch::Tensor> outputs;
   std::vector<torch::Tensor> log_sum_exps;
@@ -79,9 +86,8 @@ class BlockwiseAttention : public torch::autograd::Function<BlockwiseAttention> 
   static torch::Tensor forward(torch::autograd::AutogradContext* context,
                                const torch::Tensor& query, const torch::Tensor& key,
                                const torch::Tensor& value, int64_t past, int64_t block) {
-    const Blocking blocking{past, block, 1.0 / std::sqrt(static_cast<double>(query.size(3)))};
-    auto [output, log_sum_exp] = attention_forward(
-        query.to(torch::kFloat32), key.to(torch::kFloat32), value.to(torch::kFloat32), blocking);
+    auto [output, log_sum_exp] =
+        attention_forward(query, key, value, make_blocking(past, block, query.size(3)));
     context->save_for_backward({query, key, value, output, log_sum_exp});
     context->saved_data["past"] = past;
     context->saved_data["block"] = block;
@@ -96,9 +102,8 @@ class BlockwiseAttention : public torch::autograd::Function<BlockwiseAttention> 
     const torch::Tensor value = saved[2].to(torch::kFloat32);
     const torch::Tensor& output = saved[3];
     const torch::Tensor& log_sum_exp = saved[4];
-    const Blocking blocking{context->saved_data["past"].toInt(),
-                            context->saved_data["block"].toInt(),
-                            1.0 / std::sqrt(static_cast<double>(query.size(3)))};
+    const Blocking blocking = make_blocking(context->saved_data["past"].toInt(),
+                                            context->saved_data["block"].toInt(), query.size(3));
     const torch::Tensor grad_output = gradients[0].to(torch::kFloat32);
     // D_i = sum_j dO_ij O_ij: the softmax backward's row term.
     const torch::Tensor row_term = (grad_output * output).sum(-1, true);
@@ -133,7 +138,17 @@ class BlockwiseAttention : public torch::autograd::Function<BlockwiseAttention> 
   }
 };
 
-std::atomic<int> current_path{-1};  // -1: not read from the environment yet
+AttentionPath parse_attention_path(const std::string& text, const std::string& variable) {
+  if (text.empty() || text == "auto") return AttentionPath::kAuto;
+  if (text == "math") return AttentionPath::kMath;
+  if (text == "blockwise") return AttentionPath::kBlockwise;
+  throw Error("{}: '{}' is not an attention path (use auto, math or blockwise)", variable, text);
+}
+
+ProcessSetting<AttentionPath>& attention_path_setting() {
+  static ProcessSetting<AttentionPath> setting("LCTRAIN_ATTENTION", parse_attention_path);
+  return setting;
+}
 
 }  // namespace
 
@@ -150,33 +165,13 @@ torch::Tensor blockwise_causal_attention(const torch::Tensor& query, const torch
       torch::GradMode::is_enabled() &&
       (query.requires_grad() || key.requires_grad() || value.requires_grad());
   if (differentiable) return BlockwiseAttention::apply(query, key, value, past, block);
-  const Blocking blocking{past, block, 1.0 / std::sqrt(static_cast<double>(query.size(3)))};
-  return attention_forward(query.to(torch::kFloat32), key.to(torch::kFloat32),
-                           value.to(torch::kFloat32), blocking)
+  return attention_forward(query, key, value, make_blocking(past, block, query.size(3)))
       .first.to(query.scalar_type());
 }
 
-AttentionPath attention_path() {
-  int path = current_path.load();
-  if (path < 0) {
-    const char* value = std::getenv("LCTRAIN_ATTENTION");
-    const std::string text = value != nullptr ? value : "";
-    if (text.empty() || text == "auto") {
-      path = static_cast<int>(AttentionPath::kAuto);
-    } else if (text == "math") {
-      path = static_cast<int>(AttentionPath::kMath);
-    } else if (text == "blockwise") {
-      path = static_cast<int>(AttentionPath::kBlockwise);
-    } else {
-      throw Error("LCTRAIN_ATTENTION: '{}' is not an attention path (use auto, math or blockwise)",
-                  text);
-    }
-    current_path.store(path);
-  }
-  return static_cast<AttentionPath>(path);
-}
+AttentionPath attention_path() { return attention_path_setting().get(); }
 
-void set_attention_path(AttentionPath path) { current_path.store(static_cast<int>(path)); }
+void set_attention_path(AttentionPath path) { attention_path_setting().set(path); }
 
 bool use_blockwise_attention(const torch::Tensor& query, int64_t keys) {
   switch (attention_path()) {

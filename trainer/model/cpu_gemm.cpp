@@ -1,9 +1,7 @@
 #include "model/cpu_gemm.h"
 
-#include <atomic>
-#include <cstdlib>
-
 #include "util/error.h"
+#include "util/process_setting.h"
 
 namespace lctrain {
 namespace {
@@ -16,9 +14,6 @@ bool cpu_has_native_low_precision_gemm() {
   return true;  // no x86 feature test; trust the native kernel
 #endif
 }
-
-// -1: not read from the environment yet.
-std::atomic<int> current_choice{-1};
 
 // y = x w^T (+ b) in fp32 from low-precision operands. Saves the operands as they are (not their
 // fp32 copies) and upcasts them again in backward.
@@ -71,17 +66,18 @@ CpuGemm parse_cpu_gemm(const std::string& text, const std::string& source) {
   throw Error("{}: '{}' is not a CPU GEMM choice (use auto, native or fp32)", source, text);
 }
 
-CpuGemm cpu_gemm() {
-  int choice = current_choice.load();
-  if (choice < 0) {
-    const char* value = std::getenv("LCTRAIN_CPU_GEMM");
-    choice = static_cast<int>(parse_cpu_gemm(value != nullptr ? value : "", "LCTRAIN_CPU_GEMM"));
-    current_choice.store(choice);
-  }
-  return static_cast<CpuGemm>(choice);
+namespace {
+
+ProcessSetting<CpuGemm>& cpu_gemm_setting() {
+  static ProcessSetting<CpuGemm> setting("LCTRAIN_CPU_GEMM", parse_cpu_gemm);
+  return setting;
 }
 
-void set_cpu_gemm(CpuGemm choice) { current_choice.store(static_cast<int>(choice)); }
+}  // namespace
+
+CpuGemm cpu_gemm() { return cpu_gemm_setting().get(); }
+
+void set_cpu_gemm(CpuGemm choice) { cpu_gemm_setting().set(choice); }
 
 bool gemm_in_fp32(const torch::Tensor& operand) {
   const auto dtype = operand.scalar_type();

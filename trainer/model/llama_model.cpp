@@ -56,25 +56,24 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
 
   const int64_t past = cache != nullptr ? cache->length() : 0;
   if (cache != nullptr) std::tie(key, value) = cache->append(layer_index, key, value);
-  key = repeat_kv(key, config.kv_groups());
-  value = repeat_kv(value, config.kv_groups());
 
   const torch::ScalarType dtype = query.scalar_type();
-  torch::Tensor output;
-  if (length > 1 && use_blockwise_attention(query, past + length)) {
-    output = blockwise_causal_attention(query, key, value, past);  // fp32 inside
-  } else {
-    // Where low-precision GEMM is slow on this CPU, attention runs in fp32 (see cpu_gemm.h).
-    if (gemm_in_fp32(query)) {
-      query = query.to(torch::kFloat32);
-      key = key.to(torch::kFloat32);
-      value = value.to(torch::kFloat32);
-    }
-    output = fused_causal_attention(query, key, value, past);
+  const bool blockwise = length > 1 && use_blockwise_attention(query, past + length);
+  // Where low-precision GEMM is slow on this CPU, the fused/math attention runs in fp32 (see
+  // cpu_gemm.h; blockwise is fp32 inside). Keys and values are converted before their heads are
+  // repeated, once per key/value head.
+  if (!blockwise && gemm_in_fp32(query)) {
+    query = query.to(torch::kFloat32);
+    key = key.to(torch::kFloat32);
+    value = value.to(torch::kFloat32);
   }
-  output = output.to(dtype).transpose(1, 2).reshape(
+  key = repeat_kv(key, config.kv_groups());
+  value = repeat_kv(value, config.kv_groups());
+  const torch::Tensor output = blockwise ? blockwise_causal_attention(query, key, value, past)
+                                         : fused_causal_attention(query, key, value, past);
+  const auto merged = output.to(dtype).transpose(1, 2).reshape(
       {batch, length, config.num_attention_heads * head_dim});
-  return linear_layer(output, weights.o_proj, weights.o_bias);
+  return linear_layer(merged, weights.o_proj, weights.o_bias);
 }
 
 torch::Tensor mlp_forward(const MlpWeights& weights, const torch::Tensor& x) {
