@@ -112,19 +112,20 @@ TEST(Launch, GivesEachRankTorchrunsEnvironmentAndPrefixesItsOutput) {
   ScratchDir scratch;
   const std::string command = worker(scratch, "env.sh", R"(
 echo "rank=$RANK local=$LOCAL_RANK world=$WORLD_SIZE lws=$LOCAL_WORLD_SIZE group=$GROUP_RANK \
-addr=$MASTER_ADDR port=$MASTER_PORT"
+addr=$MASTER_ADDR port=$MASTER_PORT agent=${TORCHELASTIC_USE_AGENT_STORE:-unset}"
 echo "to stderr $RANK" >&2
 printf 'no newline %s' "$RANK"
 )");
-  // A stale RANK in the launcher's environment must not leak through.
-  const auto result = run_command("{ RANK=99 " + quoted(testing::lctrain_binary()) +
-                                  " launch --nproc-per-node 3 -- " + command + " 2>" +
-                                  quoted(scratch / "err.txt") + "; }");
+  // A stale RANK, or torchrun's agent variables (lctrain launch inside a torchrun job), in the
+  // launcher's environment must not leak through.
+  const auto result = run_command(
+      "{ RANK=99 TORCHELASTIC_USE_AGENT_STORE=True " + quoted(testing::lctrain_binary()) +
+      " launch --nproc-per-node 3 -- " + command + " 2>" + quoted(scratch / "err.txt") + "; }");
   const std::string err = read_text(scratch / "err.txt");
   ASSERT_EQ(result.exit_code, 0) << result.output << err;
 
   const std::regex line_pattern(
-      R"(\[rank (\d)\] rank=(\d) local=(\d) world=3 lws=3 group=0 addr=127\.0\.0\.1 port=(\d+))");
+      R"(\[rank (\d)\] rank=(\d) local=(\d) world=3 lws=3 group=0 addr=127\.0\.0\.1 port=(\d+) agent=unset)");
   std::set<std::string> ranks;
   std::set<std::string> ports;
   std::istringstream lines(result.output);

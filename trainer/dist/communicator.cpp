@@ -190,17 +190,21 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
   if (name == "auto") name = device.is_cuda() ? "nccl" : "gloo";
   LCTRAIN_CHECK(name == "gloo" || name == "nccl",
                 "unknown distributed backend '{}' (auto, gloo, nccl)", name);
-  log()->info("rank {}/{}: rendezvous at {}:{} ({}, timeout {} s)", env.rank, env.world_size,
-              env.master_addr, env.master_port, name, timeout.count() / 1000);
+  log()->info("rank {}/{}: rendezvous at {}:{}{} ({}, timeout {} s)", env.rank, env.world_size,
+              env.master_addr, env.master_port, env.agent_hosts_store ? " (torchrun's store)" : "",
+              name, timeout.count() / 1000);
   return guarded("rendezvous", [&]() -> std::shared_ptr<Communicator> {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<uint16_t>(env.master_port);
-    store_options.isServer = env.rank == 0;
+    // Under torchrun the agent serves the store on MASTER_PORT already; binding it would fail.
+    store_options.isServer = env.rank == 0 && !env.agent_hosts_store;
     store_options.numWorkers = static_cast<size_t>(env.world_size);
+    // Every rank counts itself in (a client's part of the wait); the server waits for all.
     store_options.waitWorkers = true;
     store_options.timeout = timeout;
-    auto tcp_store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
-    auto store = c10::make_intrusive<c10d::PrefixStore>("lctrain/" + name, tcp_store);
+    auto tcp_store = compat::make_tcp_store(env.master_addr, store_options);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(
+        fmt::format("lctrain/attempt_{}/{}", env.restart_count, name), tcp_store);
     if (name == "nccl") {
 #ifdef LCTRAIN_WITH_CUDA
       auto options = c10d::ProcessGroupNCCL::Options::create();

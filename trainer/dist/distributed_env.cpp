@@ -57,6 +57,8 @@ DistributedEnv DistributedEnv::from_lookup(
     env.local_rank = integer("LOCAL_RANK").value_or(env.rank);
     env.master_addr = lookup("MASTER_ADDR").value_or("127.0.0.1");
     env.master_port = integer("MASTER_PORT").value_or(29500);
+    env.agent_hosts_store = lookup("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
+    env.restart_count = integer("TORCHELASTIC_RESTART_COUNT").value_or(0);
   } else if (lookup("SLURM_PROCID") && lookup("SLURM_NTASKS")) {
     env.launcher = "slurm";
     env.rank = *integer("SLURM_PROCID");
@@ -76,6 +78,8 @@ DistributedEnv DistributedEnv::from_lookup(
   LCTRAIN_CHECK(env.rank >= 0 && env.rank < env.world_size,
                 "rank {} is outside the world of {} processes", env.rank, env.world_size);
   LCTRAIN_CHECK(env.local_rank >= 0, "local rank must be >= 0, got {}", env.local_rank);
+  LCTRAIN_CHECK(env.restart_count >= 0, "TORCHELASTIC_RESTART_COUNT must be >= 0, got {}",
+                env.restart_count);
   LCTRAIN_CHECK(env.master_port > 0 && env.master_port < 65536, "MASTER_PORT {} is not a port",
                 env.master_port);
   return env;

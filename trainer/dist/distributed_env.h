@@ -16,6 +16,12 @@ struct DistributedEnv {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string launcher = "none";  // "torchrun", "slurm" or "none" (single process)
+  // torchrun's agent already serves the rendezvous store at MASTER_ADDR:MASTER_PORT
+  // (TORCHELASTIC_USE_AGENT_STORE=True): every rank joins it as a client, none binds the port.
+  bool agent_hosts_store = false;
+  // torchrun's restart attempt (TORCHELASTIC_RESTART_COUNT): each attempt rendezvouses under its
+  // own keys, as keys a failed attempt left in the agent's store would mislead the next one.
+  int restart_count = 0;
 
   // Reads the process environment. A single process without any launcher variables is rank 0
   // of 1. Inconsistent values (RANK >= WORLD_SIZE, non-numbers) raise Error naming the variable.

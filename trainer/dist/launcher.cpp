@@ -241,7 +241,8 @@ std::vector<std::string> worker_environment(const LaunchOptions& options, const 
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string text = *entry;
     const std::string name = text.substr(0, text.find('='));
-    bool overridden = false;
+    // torchrun's own agent variables would be stale: this launcher's rank 0 hosts the store.
+    bool overridden = name.rfind("TORCHELASTIC_", 0) == 0;
     for (const auto& variable : variables) overridden = overridden || variable.first == name;
     if (!overridden) environment.push_back(text);
   }
