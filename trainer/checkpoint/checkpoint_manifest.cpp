@@ -15,7 +15,9 @@ const JsonFields section(const nlohmann::json& json, const std::string& key,
   return JsonFields(json.at(key), source + " " + key);
 }
 
-const nlohmann::json& array_field(const nlohmann::json& json, const std::string& key,
+// `key` is a C string so that no temporary std::string is an argument: GCC 13+ would take the
+// returned reference for a dangling one (-Wdangling-reference).
+const nlohmann::json& array_field(const nlohmann::json& json, const char* key,
                                   const std::string& source) {
   LCTRAIN_CHECK(json.contains(key) && json.at(key).is_array(),
                 "{}: '{}' is missing or not an array", source, key);
@@ -124,7 +126,8 @@ Manifest Manifest::from_json(const nlohmann::json& json, const std::string& sour
                 "{}: model.config is missing", source);
   manifest.model_config = json.at("model").at("config");
   manifest.base_model = model.required_string("base_model");
-  for (const auto& unit_json : array_field(json.at("model"), "units", source + " model")) {
+  const std::string model_source = source + " model";
+  for (const auto& unit_json : array_field(json.at("model"), "units", model_source)) {
     const std::string unit_source =
         source + " model.units[" + std::to_string(manifest.units.size()) + "]";
     LCTRAIN_CHECK(unit_json.is_object(), "{}: not an object", unit_source);

@@ -1,6 +1,7 @@
 #include "dist/flat_param_unit.h"
 
 #include "util/error.h"
+#include "util/torch_compat.h"
 
 namespace lctrain {
 
@@ -94,7 +95,7 @@ class FlatViews : public torch::autograd::Function<FlatViews> {
 
 std::vector<torch::Tensor> FlatParamUnit::views(const torch::Tensor& full) const {
   if (full.requires_grad() && torch::GradMode::is_enabled()) {
-    return FlatViews::apply(full, reinterpret_cast<int64_t>(this));
+    return compat::apply<FlatViews>(full, reinterpret_cast<int64_t>(this));
   }
   return narrowed_views(entries_, full);
 }
