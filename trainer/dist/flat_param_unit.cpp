@@ -1,7 +1,6 @@
 #include "dist/flat_param_unit.h"
 
 #include "util/error.h"
-#include "util/torch_compat.h"
 
 namespace lctrain {
 
@@ -95,7 +94,7 @@ class FlatViews : public torch::autograd::Function<FlatViews> {
 
 std::vector<torch::Tensor> FlatParamUnit::views(const torch::Tensor& full) const {
   if (full.requires_grad() && torch::GradMode::is_enabled()) {
-    return compat::apply<FlatViews>(full, reinterpret_cast<int64_t>(this));
+    return FlatViews::apply(full, reinterpret_cast<int64_t>(this));
   }
   return narrowed_views(entries_, full);
 }

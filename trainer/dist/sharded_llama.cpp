@@ -5,7 +5,6 @@
 #include "model/linear_cross_entropy.h"
 #include "model/llama_model.h"
 #include "util/error.h"
-#include "util/torch_compat.h"
 
 namespace lctrain {
 
@@ -137,8 +136,8 @@ torch::Tensor ShardedLlama::run_unit(UnitCall& call, const torch::Tensor& input)
     std::vector<torch::Tensor> shards;
     for (FlatParamUnit* unit : call.units) shards.push_back(unit->shard());
     // As a TensorList (not a vector) so that autograd sees the shards as differentiable inputs.
-    return compat::apply<CheckpointedUnit>(input, torch::TensorList(shards),
-                                           reinterpret_cast<int64_t>(&call));
+    return CheckpointedUnit::apply(input, torch::TensorList(shards),
+                                   reinterpret_cast<int64_t>(&call));
   }
   // Without checkpointing autograd keeps the gathered weights for backward; a hook on each
   // gathered buffer reduce-scatters its gradient into the shard as soon as it is complete.

@@ -6,7 +6,6 @@
 
 #include "util/error.h"
 #include "util/process_setting.h"
-#include "util/torch_compat.h"
 
 namespace lctrain {
 namespace {
@@ -165,7 +164,7 @@ torch::Tensor blockwise_causal_attention(const torch::Tensor& query, const torch
   const bool differentiable =
       torch::GradMode::is_enabled() &&
       (query.requires_grad() || key.requires_grad() || value.requires_grad());
-  if (differentiable) return compat::apply<BlockwiseAttention>(query, key, value, past, block);
+  if (differentiable) return BlockwiseAttention::apply(query, key, value, past, block);
   return attention_forward(query, key, value, make_blocking(past, block, query.size(3)))
       .first.to(query.scalar_type());
 }

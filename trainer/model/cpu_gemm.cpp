@@ -2,7 +2,6 @@
 
 #include "util/error.h"
 #include "util/process_setting.h"
-#include "util/torch_compat.h"
 
 namespace lctrain {
 namespace {
@@ -92,7 +91,7 @@ torch::Tensor linear_layer(const torch::Tensor& x, const torch::Tensor& weight,
     // The bias goes as a list (empty or one tensor): an undefined tensor is not a valid input.
     const std::vector<torch::Tensor> biases =
         bias.defined() ? std::vector<torch::Tensor>{bias} : std::vector<torch::Tensor>{};
-    return compat::apply<Fp32Linear>(x, weight, torch::TensorList(biases));
+    return Fp32Linear::apply(x, weight, torch::TensorList(biases));
   }
   return at::linear(x, weight, bias);
 }

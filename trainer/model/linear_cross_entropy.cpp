@@ -4,7 +4,6 @@
 
 #include "model/cpu_gemm.h"
 #include "util/error.h"
-#include "util/torch_compat.h"
 
 namespace lctrain {
 namespace {
@@ -85,7 +84,7 @@ torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Ten
   if (chunk_tokens == 0) {
     chunk_tokens = std::max<int64_t>(1, kChunkLogitElements / std::max<int64_t>(1, weight.size(0)));
   }
-  return compat::apply<LinearCrossEntropy>(hidden, weight, targets, chunk_tokens);
+  return LinearCrossEntropy::apply(hidden, weight, targets, chunk_tokens);
 }
 
 }  // namespace lctrain

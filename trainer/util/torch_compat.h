@@ -5,7 +5,6 @@
 #include <torch/version.h>
 
 #include <optional>
-#include <utility>
 
 #define LCTRAIN_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||          \
@@ -28,21 +27,6 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& query,
 #else
   return std::get<0>(
       at::_scaled_dot_product_attention(query, key, value, attention_mask, 0.0, false, is_causal));
-#endif
-}
-
-// Runs a custom autograd Function: `compat::apply<F>(args...)` for `F::apply(args...)`. GCC 13/14
-// report -Warray-bounds inside LibTorch 2.x's Function<T>::apply, in the std::vector<bool> it
-// reserves (a libstdc++ false positive once inlined); the silence covers that call and no more.
-template <class Function, class... Args>
-auto apply(Args&&... args) {
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Warray-bounds"
-#endif
-  return Function::apply(std::forward<Args>(args)...);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
 #endif
 }
 
