@@ -3,7 +3,7 @@
 // the extended window and rope_scaling, generation config, tokenizer files of the base model).
 #include <gtest/gtest.h>
 
-#include "checkpoint/training_job.h"
+#include "support/training_job.h"
 #include "io/safetensors.h"
 #include "util/json_fields.h"
 

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <thread>
 
-#include "checkpoint/training_job.h"
+#include "support/training_job.h"
 #include "util/json_fields.h"
 
 namespace lctrain {

@@ -6,19 +6,16 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <random>
 #include <sstream>
 
 #include "dist/launcher.h"
-#include "support/test_support.h"
+#include "support/training_job.h"
 
 namespace lctrain {
 namespace {
 
-using testing::run_command;
-using testing::ScratchDir;
-using testing::write_text;
+using testing::CommandResult;
+using testing::contains;
 
 // LCTRAIN_TORCHRUN, else the first torchrun on PATH, else Debian's.
 std::string torchrun_path() {
@@ -34,50 +31,11 @@ std::string torchrun_path() {
   return "/usr/bin/torchrun";
 }
 
-std::vector<double> losses_of(const std::filesystem::path& out) {
-  std::vector<double> losses;
-  std::ifstream metrics(out / "metrics.jsonl");
-  std::string line;
-  while (std::getline(metrics, line)) losses.push_back(nlohmann::json::parse(line)["loss"]);
-  return losses;
-}
-
 class Torchrun : public ::testing::Test {
  protected:
   void SetUp() override {
-    torchrun_ = torchrun_path();
     ASSERT_EQ(::access(torchrun_.c_str(), X_OK), 0)
         << torchrun_ << " is missing: scripts/setup.sh installs it (Debian's python3-torch)";
-    write_text(scratch_ / "model.json", nlohmann::json{{"vocab_size", 61},
-                                                       {"hidden_size", 32},
-                                                       {"intermediate_size", 48},
-                                                       {"num_hidden_layers", 2},
-                                                       {"num_attention_heads", 4},
-                                                       {"num_key_value_heads", 2},
-                                                       {"max_position_embeddings", 16}}
-                                            .dump());
-    std::mt19937 generator(11);
-    std::ostringstream tokens;
-    for (int i = 0; i < 3000; ++i) tokens << generator() % 61 << (i % 20 == 19 ? '\n' : ' ');
-    write_text(scratch_ / "tokens.txt", tokens.str());
-    write_text(scratch_ / "run.yaml",
-               "model:\n  config: " + (scratch_ / "model.json").string() +
-                   "\n  init_seed: 3\n"
-                   "context:\n  target_length: 32\n"
-                   "data:\n  path: " +
-                   (scratch_ / "tokens.txt").string() +
-                   "\n"
-                   "training:\n  steps: 6\n  micro_batch_size: 2\n  precision: fp32\n"
-                   "  device: cpu\n"
-                   "optimizer:\n  lr: 0.003\n"
-                   "schedule:\n  warmup_steps: 2\n"
-                   "output:\n  checkpoint_every: 3\n"
-                   "distributed:\n  timeout_seconds: 60\n");
-  }
-
-  std::string train_arguments(const std::string& out, const std::string& extra = "") const {
-    return " train --config " + testing::quoted(scratch_ / "run.yaml") +
-           " output.dir=" + testing::quoted(scratch_ / out) + " " + extra;
   }
 
   // Two ranks under torchrun. Spelled as both Debian's 1.13 and 2.x accept it; `--redirects 2
@@ -85,56 +43,50 @@ class Torchrun : public ::testing::Test {
   // USE_LIBUV=0: torchrun 2.x serves its store with libuv unless told otherwise, which Debian
   // 13's torch is built without; the classic store is in every build and speaks the same
   // protocol to lctrain's ranks.
-  testing::CommandResult run_torchrun(const std::string& out, const std::string& extra = "") {
+  CommandResult run_torchrun(const std::string& out, const std::string& extra = "") const {
     const int port = dist::find_free_port("127.0.0.1");
-    return run_command("USE_LIBUV=0 " + testing::quoted(torchrun_) +
-                       " --nnodes 1 --nproc_per_node 2 --master_addr " +
-                       "127.0.0.1 --master_port " + std::to_string(port) +
-                       " --redirects 2 --tee 2 --log_dir " +
-                       testing::quoted(scratch_ / (out + "-logs")) + " --no_python " +
-                       testing::quoted(testing::lctrain_binary()) + train_arguments(out, extra));
+    return testing::run_command(
+        "USE_LIBUV=0 " + testing::quoted(torchrun_) +
+        " --nnodes 1 --nproc_per_node 2 --master_addr 127.0.0.1 --master_port " +
+        std::to_string(port) + " --redirects 2 --tee 2 --log_dir " +
+        testing::quoted(job_.out(out + "-logs")) + " --no_python " +
+        testing::quoted(testing::lctrain_binary()) + " " + job_.train_arguments(out, extra));
   }
 
-  ScratchDir scratch_;
-  std::string torchrun_;
+  const std::string torchrun_ = torchrun_path();
+  testing::ScratchDir scratch_;
+  testing::TrainingJob job_{scratch_};
 };
 
 TEST_F(Torchrun, TwoRanksTrainAsUnderLctrainLaunch) {
-  const auto launched = run_command(testing::quoted(testing::lctrain_binary()) +
-                                    " launch --nproc-per-node 2 --" + train_arguments("launch"));
+  const std::string steps = "training.steps=6";
+  const auto launched = job_.run("launch", 2, steps);
   ASSERT_EQ(launched.exit_code, 0) << launched.output;
-  const auto result = run_torchrun("torchrun");
+  const auto result = run_torchrun("torchrun", steps);
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_TRUE(testing::contains(result.output, "(torchrun's store)")) << result.output;
-  EXPECT_TRUE(testing::contains(result.output, "on 2 rank(s) (gloo)")) << result.output;
+  EXPECT_TRUE(contains(result.output, "(torchrun's store)")) << result.output;
+  EXPECT_TRUE(contains(result.output, "on 2 rank(s) (gloo)")) << result.output;
 
-  const auto expected = losses_of(scratch_ / "launch");
-  const auto actual = losses_of(scratch_ / "torchrun");
+  const auto expected = job_.losses("launch");
   ASSERT_EQ(expected.size(), 6u);
-  ASSERT_EQ(actual.size(), 6u);
-  for (size_t step = 0; step < expected.size(); ++step) {
-    EXPECT_NEAR(actual[step], expected[step], 1e-9 * std::abs(expected[step])) << step + 1;
-  }
-  EXPECT_TRUE(std::filesystem::exists(scratch_ / "torchrun" / "final" / "config.json"));
+  EXPECT_EQ(job_.losses("torchrun"), expected);
+  EXPECT_TRUE(testing::tensors_equal(job_.final_tensors("torchrun"), job_.final_tensors("launch")));
 }
 
 TEST_F(Torchrun, AJobStoppedAfterACheckpointResumesExactly) {
-  const auto whole = run_torchrun("whole");
+  const auto whole = run_torchrun("whole", "training.steps=10");
   ASSERT_EQ(whole.exit_code, 0) << whole.output;
-  // The first job ends at the step-3 checkpoint; the second resumes it to step 6.
-  const auto first = run_torchrun("parts", "training.steps=3");
+  // The first job ends at the step-5 checkpoint; the second resumes it to step 10.
+  const auto first = run_torchrun("parts", "training.steps=5");
   ASSERT_EQ(first.exit_code, 0) << first.output;
-  const auto second = run_torchrun("parts");
+  const auto second = run_torchrun("parts", "training.steps=10");
   ASSERT_EQ(second.exit_code, 0) << second.output;
-  EXPECT_TRUE(testing::contains(second.output, "resum")) << second.output;
+  EXPECT_TRUE(contains(second.output, "resum")) << second.output;
 
-  const auto expected = losses_of(scratch_ / "whole");
-  const auto actual = losses_of(scratch_ / "parts");
-  ASSERT_EQ(expected.size(), 6u);
-  ASSERT_EQ(actual.size(), 6u) << "metrics.jsonl holds each step once";
-  for (size_t step = 0; step < expected.size(); ++step) {
-    EXPECT_NEAR(actual[step], expected[step], 1e-9 * std::abs(expected[step])) << step + 1;
-  }
+  const auto expected = job_.losses("whole");
+  ASSERT_EQ(expected.size(), 10u);
+  EXPECT_EQ(job_.losses("parts"), expected);
+  EXPECT_TRUE(testing::tensors_equal(job_.final_tensors("parts"), job_.final_tensors("whole")));
 }
 
 }  // namespace

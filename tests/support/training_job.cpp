@@ -1,4 +1,4 @@
-#include "checkpoint/training_job.h"
+#include "support/training_job.h"
 
 #include <gtest/gtest.h>
 
@@ -31,11 +31,15 @@ TrainingJob::TrainingJob(const ScratchDir& scratch) : scratch_(scratch) {
                  "output: {log_every: 1, checkpoint_every: 5, keep_checkpoints: 3}\n");
 }
 
+std::string TrainingJob::train_arguments(const std::string& out, const std::string& extra) const {
+  return "train --config " + quoted(scratch_ / "run.yaml") +
+         " output.dir=" + quoted(scratch_ / out) + " " + extra;
+}
+
 std::string TrainingJob::command(const std::string& out, int ranks,
                                  const std::string& extra) const {
-  return quoted(lctrain_binary()) + " launch --nproc-per-node " + std::to_string(ranks) +
-         " -- train --config " + quoted(scratch_ / "run.yaml") +
-         " output.dir=" + quoted(scratch_ / out) + " " + extra;
+  return quoted(lctrain_binary()) + " launch --nproc-per-node " + std::to_string(ranks) + " -- " +
+         train_arguments(out, extra);
 }
 
 CommandResult TrainingJob::run(const std::string& out, int ranks, const std::string& extra) const {

@@ -1,5 +1,6 @@
 // A tiny fp32 training job run through the real CLI (`lctrain launch -- train`), and what it
-// leaves behind: per-step losses, checkpoints, the final model. Shared by the checkpoint tests.
+// leaves behind: per-step losses, checkpoints, the final model. Shared by the checkpoint and
+// launcher tests.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -19,7 +20,9 @@ class TrainingJob {
   // per rank, checkpoint every 5 steps, log every step) into `scratch`.
   explicit TrainingJob(const ScratchDir& scratch);
 
-  // `lctrain launch --nproc-per-node ranks -- train --config run.yaml output.dir=<out> extra`.
+  // `train --config run.yaml output.dir=<out> extra`, for any launcher.
+  std::string train_arguments(const std::string& out, const std::string& extra = "") const;
+  // `lctrain launch --nproc-per-node ranks -- ` and the above.
   std::string command(const std::string& out, int ranks, const std::string& extra = "") const;
   CommandResult run(const std::string& out, int ranks, const std::string& extra = "") const;
 
