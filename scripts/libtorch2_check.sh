@@ -95,4 +95,7 @@ in_chroot "
   grep 'lctrain:' $build.configure.log
   ninja -C $build
   cd $repo
-  OMP_NUM_THREADS=1 ctest --test-dir $build -j \$(nproc) --output-on-failure $*"
+  # Debian 13's own torchrun cannot start: its static rendezvous asks TCPStore for libuv, which
+  # that torch is built without, and ignores USE_LIBUV (static_tcp_rendezvous.py, 2.6). The
+  # torchrun tests run on Debian 12 (CI) and on the GPU machine's pip torch instead.
+  OMP_NUM_THREADS=1 ctest --test-dir $build -j \$(nproc) --output-on-failure -E '^Torchrun\.' $*"

@@ -40,13 +40,10 @@ class Torchrun : public ::testing::Test {
 
   // Two ranks under torchrun. Spelled as both Debian's 1.13 and 2.x accept it; `--redirects 2
   // --tee 2` because 1.13's default (0) fails on Python 3.11 (its Std flag lookup misses 0).
-  // USE_LIBUV=0: torchrun 2.x serves its store with libuv unless told otherwise, which Debian
-  // 13's torch is built without; the classic store is in every build and speaks the same
-  // protocol to lctrain's ranks.
   CommandResult run_torchrun(const std::string& out, const std::string& extra = "") const {
     const int port = dist::find_free_port("127.0.0.1");
     return testing::run_command(
-        "USE_LIBUV=0 " + testing::quoted(torchrun_) +
+        testing::quoted(torchrun_) +
         " --nnodes 1 --nproc_per_node 2 --master_addr 127.0.0.1 --master_port " +
         std::to_string(port) + " --redirects 2 --tee 2 --log_dir " +
         testing::quoted(job_.out(out + "-logs")) + " --no_python " +
