@@ -8,7 +8,7 @@
 # Environment: LIBTORCH2_ROOT (the chroot, default /var/tmp/lctrain-trixie; kept between runs),
 # LIBTORCH2_BUILD (build folder inside the chroot, default /root/build-libtorch2),
 # LIBTORCH2_MIRROR (default http://deb.debian.org/debian).
-# Needs root (debootstrap, chroot, bind mounts), Debian's debootstrap, ~12 GiB of disk, and
+# Needs root (debootstrap, chroot, bind mounts), Debian's debootstrap, ~17 GiB of disk, and
 # Debian's package registry. cuDNN is not in Debian (contrib's nvidia-cudnn downloads it from
 # NVIDIA at install time): the chroot gets an empty package in its place and a stub libcudnn.so.9
 # that only satisfies the linker and the loader; nothing here calls cuDNN.
