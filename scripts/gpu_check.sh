@@ -97,8 +97,13 @@ configure_and_build() {
 }
 
 gpu_tests() {
-  set -x
+  set -ex
   "$build/bin/test_gpu" --gtest_color=no
+  # The users' launcher: torchrun's agent serves the store, NCCL on this GPU, 3 steps.
+  "$python" -m torch.distributed.run --nproc_per_node 1 --no_python "$build/bin/lctrain" train \
+    --config "$root/configs/demo-tiny.yaml" "model.config=$root/configs/models/tiny-test.json" \
+    "data.path=$root/data/sample-tokens.txt" training.device=cuda training.precision=bf16 \
+    distributed.backend=nccl training.steps=3 "output.dir=$work/torchrun-nccl"
 }
 
 hf_parity() {
