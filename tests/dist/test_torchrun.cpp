@@ -1,7 +1,8 @@
 // `torchrun --no-python ... lctrain train` as users launch it, with the real torchrun (Debian's
 // python3-torch, installed by scripts/setup.sh): its agent already serves the rendezvous store on
 // MASTER_PORT, so the ranks must join that store rather than bind the port themselves. Two Gloo
-// ranks train as they do under `lctrain launch`, and a torchrun job resumes exactly.
+// ranks train as they do under `lctrain launch`, a torchrun job resumes exactly, and a group
+// torchrun restarts after a failure rendezvouses afresh.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -40,14 +41,17 @@ class Torchrun : public ::testing::Test {
 
   // Two ranks under torchrun. Spelled as both Debian's 1.13 and 2.x accept it; `--redirects 2
   // --tee 2` because 1.13's default (0) fails on Python 3.11 (its Std flag lookup misses 0).
-  CommandResult run_torchrun(const std::string& out, const std::string& extra = "") const {
+  // `program` (lctrain by default) is what torchrun starts; `options` go to torchrun.
+  CommandResult run_torchrun(const std::string& out, const std::string& extra = "",
+                             const std::string& options = "",
+                             const std::string& program = testing::lctrain_binary()) const {
     const int port = dist::find_free_port("127.0.0.1");
     return testing::run_command(
         testing::quoted(torchrun_) +
         " --nnodes 1 --nproc_per_node 2 --master_addr 127.0.0.1 --master_port " +
         std::to_string(port) + " --redirects 2 --tee 2 --log_dir " +
-        testing::quoted(job_.out(out + "-logs")) + " --no_python " +
-        testing::quoted(testing::lctrain_binary()) + " " + job_.train_arguments(out, extra));
+        testing::quoted(job_.out(out + "-logs")) + " " + options + " --no_python " +
+        testing::quoted(program) + " " + job_.train_arguments(out, extra));
   }
 
   const std::string torchrun_ = torchrun_path();
@@ -84,6 +88,29 @@ TEST_F(Torchrun, AJobStoppedAfterACheckpointResumesExactly) {
   ASSERT_EQ(expected.size(), 10u);
   EXPECT_EQ(job_.losses("parts"), expected);
   EXPECT_TRUE(testing::tensors_equal(job_.final_tensors("parts"), job_.final_tensors("whole")));
+}
+
+// torchrun restarts the whole group when a rank fails (--max_restarts). The new attempt must not
+// read what the failed one left in torchrun's store (rank 0's old Gloo address, say): each attempt
+// rendezvouses under its own keys (TORCHELASTIC_RESTART_COUNT).
+TEST_F(Torchrun, ARestartedAttemptRendezvousesAfresh) {
+  // Rank 1 of the first attempt dies once rank 0 has registered in the store; in the second,
+  // rank 0 comes late, so that rank 1 would find rank 0's stale registration first.
+  const auto worker = job_.out("flaky-worker.sh");
+  testing::write_text(worker, R"(#!/bin/sh
+if [ "$TORCHELASTIC_RESTART_COUNT" = 0 ] && [ "$RANK" = 1 ]; then
+  sleep 3; echo 'rank 1 fails on purpose' >&2; exit 3
+fi
+if [ "$TORCHELASTIC_RESTART_COUNT" = 1 ] && [ "$RANK" = 0 ]; then sleep 3; fi
+exec )" + testing::quoted(testing::lctrain_binary()) +
+                                  " \"$@\"\n");
+  std::filesystem::permissions(worker, std::filesystem::perms::owner_exec,
+                               std::filesystem::perm_options::add);
+  const auto result = run_torchrun("restarted", "training.steps=3 distributed.timeout_seconds=30",
+                                   "--max_restarts 1 --monitor_interval 1", worker.string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_TRUE(contains(result.output, "rank 1 fails on purpose")) << result.output;
+  EXPECT_EQ(job_.losses("restarted").size(), 3u);
 }
 
 }  // namespace
