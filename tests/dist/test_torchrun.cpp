@@ -54,6 +54,14 @@ class Torchrun : public ::testing::Test {
         testing::quoted(program) + " " + job_.train_arguments(out, extra));
   }
 
+  // Two runs took the same steps to the same weights, bit for bit.
+  void expect_same_run(const std::string& out, const std::string& reference, size_t steps) const {
+    const auto expected = job_.losses(reference);
+    ASSERT_EQ(expected.size(), steps);
+    EXPECT_EQ(job_.losses(out), expected);
+    EXPECT_TRUE(testing::tensors_equal(job_.final_tensors(out), job_.final_tensors(reference)));
+  }
+
   const std::string torchrun_ = torchrun_path();
   testing::ScratchDir scratch_;
   testing::TrainingJob job_{scratch_};
@@ -67,11 +75,7 @@ TEST_F(Torchrun, TwoRanksTrainAsUnderLctrainLaunch) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(contains(result.output, "(torchrun's store)")) << result.output;
   EXPECT_TRUE(contains(result.output, "on 2 rank(s) (gloo)")) << result.output;
-
-  const auto expected = job_.losses("launch");
-  ASSERT_EQ(expected.size(), 6u);
-  EXPECT_EQ(job_.losses("torchrun"), expected);
-  EXPECT_TRUE(testing::tensors_equal(job_.final_tensors("torchrun"), job_.final_tensors("launch")));
+  expect_same_run("torchrun", "launch", 6);
 }
 
 TEST_F(Torchrun, AJobStoppedAfterACheckpointResumesExactly) {
@@ -83,11 +87,7 @@ TEST_F(Torchrun, AJobStoppedAfterACheckpointResumesExactly) {
   const auto second = run_torchrun("parts", "training.steps=10");
   ASSERT_EQ(second.exit_code, 0) << second.output;
   EXPECT_TRUE(contains(second.output, "resum")) << second.output;
-
-  const auto expected = job_.losses("whole");
-  ASSERT_EQ(expected.size(), 10u);
-  EXPECT_EQ(job_.losses("parts"), expected);
-  EXPECT_TRUE(testing::tensors_equal(job_.final_tensors("parts"), job_.final_tensors("whole")));
+  expect_same_run("parts", "whole", 10);
 }
 
 // torchrun restarts the whole group when a rank fails (--max_restarts). The new attempt must not
