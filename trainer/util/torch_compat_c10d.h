@@ -12,6 +12,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "util/torch_compat.h"
+
 #ifdef LCTRAIN_WITH_CUDA
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -30,7 +32,7 @@ using CollectiveBackend = c10d::ProcessGroup;
 // socket backend. Both speak the same protocol, so clients and servers of either kind meet.
 inline c10::intrusive_ptr<c10d::TCPStore> make_tcp_store(const std::string& host,
                                                          c10d::TCPStoreOptions options) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#if LCTRAIN_TORCH_AT_LEAST(2, 4)
   const char* use_libuv = std::getenv("USE_LIBUV");
   if (use_libuv != nullptr && std::string(use_libuv) == "0") options.useLibUV = false;
   if (options.useLibUV) {
