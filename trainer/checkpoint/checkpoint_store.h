@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "checkpoint/checkpoint_manifest.h"
-#include "dist/communicator.h"
-#include "dist/flat_param_unit.h"
-#include "train/adamw.h"
+#include "distributed/communicator.h"
+#include "distributed/flat_param_unit.h"
+#include "optim/adamw.h"
 
 namespace lctrain::checkpoint {
 

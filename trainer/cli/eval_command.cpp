@@ -12,9 +12,9 @@
 #include "eval/eval_documents.h"
 #include "eval/passkey.h"
 #include "eval/sliding_window.h"
-#include "train/progress_bar.h"
 #include "util/error.h"
 #include "util/logging.h"
+#include "util/progress_bar.h"
 
 namespace lctrain::cli {
 namespace {

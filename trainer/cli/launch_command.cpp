@@ -3,7 +3,7 @@
 #include <system_error>
 
 #include "cli/commands.h"
-#include "dist/launcher.h"
+#include "distributed/launcher.h"
 #include "util/error.h"
 #include "util/logging.h"
 

@@ -12,9 +12,9 @@
 
 #include "data/token_shards.h"
 #include "io/tokenizer.h"
-#include "train/progress_bar.h"
 #include "util/error.h"
 #include "util/logging.h"
+#include "util/progress_bar.h"
 
 namespace lctrain::data {
 namespace fs = std::filesystem;

@@ -5,7 +5,7 @@
 
 #include <csignal>
 
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 namespace lctrain {
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "optim/lr_schedule.h"
+
 namespace lctrain {
 
 struct TrainConfig {
@@ -51,12 +53,8 @@ struct TrainConfig {
     double eps = 1e-8;
     double weight_decay = 0.0;
   } optimizer;
-  struct Schedule {
-    std::string type = "constant";     // constant (paper: linear warmup then constant) | cosine
-    int64_t warmup_steps = 20;         // 0 = no warmup
-    double warmup_start_factor = 0.1;  // warmup starts at 10% of lr
-    double min_lr_factor = 0.0;        // cosine floor as a fraction of lr
-  } schedule;
+  using Schedule = LrScheduleOptions;
+  Schedule schedule;
   struct Distributed {
     std::string backend = "auto";  // auto | gloo | nccl
     int64_t timeout_seconds = 600;

@@ -8,21 +8,21 @@
 #include "checkpoint/checkpoint_store.h"
 #include "data/batch_prefetcher.h"
 #include "data/token_sequences.h"
-#include "dist/communicator.h"
-#include "dist/distributed_env.h"
-#include "dist/sharded_llama.h"
+#include "distributed/communicator.h"
+#include "distributed/distributed_env.h"
+#include "distributed/sharded_llama.h"
 #include "io/hf_model_dir.h"
-#include "train/adamw.h"
-#include "train/gradient_clipping.h"
-#include "train/loss_scaler.h"
-#include "train/lr_schedule.h"
-#include "train/progress_bar.h"
+#include "optim/adamw.h"
+#include "optim/gradient_clipping.h"
+#include "optim/loss_scaler.h"
+#include "optim/lr_schedule.h"
 #include "train/runtime_rope.h"
 #include "train/step_metrics.h"
 #include "train/stop_request.h"
 #include "util/device_info.h"
 #include "util/error.h"
 #include "util/logging.h"
+#include "util/progress_bar.h"
 
 namespace lctrain {
 namespace {
@@ -168,7 +168,7 @@ TrainingSummary run_training(const TrainConfig& config) {
   ShardedAdamW optimizer(
       shards, AdamWOptions{config.optimizer.lr, config.optimizer.beta1, config.optimizer.beta2,
                            config.optimizer.eps, config.optimizer.weight_decay});
-  const LrSchedule schedule(config.optimizer, config.schedule, config.training.steps);
+  const LrSchedule schedule(config.optimizer.lr, config.schedule, config.training.steps);
   DynamicLossScaler loss_scaler(
       LossScalerOptions{config.training.loss_scale, 2.0, 0.5, config.training.loss_scale_window},
       config.training.loss_scaling == "dynamic" ||

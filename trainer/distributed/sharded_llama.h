@@ -12,8 +12,8 @@
 #include <memory>
 #include <vector>
 
-#include "dist/communicator.h"
-#include "dist/flat_param_unit.h"
+#include "distributed/communicator.h"
+#include "distributed/flat_param_unit.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
 #include "model/rope.h"

@@ -1,4 +1,4 @@
-#include "train/gradient_clipping.h"
+#include "optim/gradient_clipping.h"
 
 namespace lctrain {
 

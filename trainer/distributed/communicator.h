@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "dist/distributed_env.h"
+#include "distributed/distributed_env.h"
 
 namespace lctrain {
 

@@ -3,8 +3,8 @@
 // parameters that got no gradient; without autograd they are plain views.
 #include <gtest/gtest.h>
 
-#include "dist/communicator.h"
-#include "dist/flat_param_unit.h"
+#include "distributed/communicator.h"
+#include "distributed/flat_param_unit.h"
 
 namespace lctrain {
 namespace {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "train/lr_schedule.h"
+#include "optim/lr_schedule.h"
 #include "util/error.h"
 
 namespace lctrain {
@@ -13,12 +13,10 @@ namespace {
 
 constexpr double kLr = 2e-5;
 
-TrainConfig::Schedule paper_schedule() { return TrainConfig::Schedule{}; }
-
-TrainConfig::Optimizer paper_optimizer() { return TrainConfig::Optimizer{}; }
+LrScheduleOptions paper_schedule() { return LrScheduleOptions{}; }
 
 TEST(LrSchedule, PaperWarmupThenConstant) {
-  const LrSchedule schedule(paper_optimizer(), paper_schedule(), 1000);
+  const LrSchedule schedule(kLr, paper_schedule(), 1000);
   EXPECT_DOUBLE_EQ(schedule.lr_at(0), 0.1 * kLr);  // warmup starts at 10% of lr
   EXPECT_DOUBLE_EQ(schedule.lr_at(1), kLr * (0.1 + 0.9 * 1.0 / 20.0));
   EXPECT_DOUBLE_EQ(schedule.lr_at(10), kLr * 0.55);  // half way
@@ -30,7 +28,7 @@ TEST(LrSchedule, PaperWarmupThenConstant) {
 }
 
 TEST(LrSchedule, WarmupIsLinearAndIncreasing) {
-  const LrSchedule schedule(paper_optimizer(), paper_schedule(), 1000);
+  const LrSchedule schedule(kLr, paper_schedule(), 1000);
   const double increment = kLr * 0.9 / 20.0;
   for (int64_t step = 1; step < 20; ++step) {
     EXPECT_NEAR(schedule.lr_at(step) - schedule.lr_at(step - 1), increment, 1e-18) << step;
@@ -39,25 +37,25 @@ TEST(LrSchedule, WarmupIsLinearAndIncreasing) {
 }
 
 TEST(LrSchedule, NoWarmupStartsAtFullRate) {
-  TrainConfig::Schedule config = paper_schedule();
+  LrScheduleOptions config = paper_schedule();
   config.warmup_steps = 0;
-  const LrSchedule schedule(paper_optimizer(), config, 100);
+  const LrSchedule schedule(kLr, config, 100);
   EXPECT_DOUBLE_EQ(schedule.lr_at(0), kLr);
   EXPECT_DOUBLE_EQ(schedule.lr_at(99), kLr);
 }
 
 TEST(LrSchedule, StartFactorOneMeansFlat) {
-  TrainConfig::Schedule config = paper_schedule();
+  LrScheduleOptions config = paper_schedule();
   config.warmup_start_factor = 1.0;
-  const LrSchedule schedule(paper_optimizer(), config, 100);
+  const LrSchedule schedule(kLr, config, 100);
   for (int64_t step = 0; step < 30; ++step) EXPECT_DOUBLE_EQ(schedule.lr_at(step), kLr);
 }
 
 TEST(LrSchedule, CosineEndpoints) {
-  TrainConfig::Schedule config = paper_schedule();
+  LrScheduleOptions config = paper_schedule();
   config.type = "cosine";
   config.min_lr_factor = 0.1;
-  const LrSchedule schedule(paper_optimizer(), config, 1000);
+  const LrSchedule schedule(kLr, config, 1000);
   EXPECT_DOUBLE_EQ(schedule.lr_at(0), 0.1 * kLr);  // warmup is shared with constant
   EXPECT_DOUBLE_EQ(schedule.lr_at(10), 0.55 * kLr);
   EXPECT_DOUBLE_EQ(schedule.lr_at(20), kLr);            // decay starts at the peak
@@ -73,19 +71,19 @@ TEST(LrSchedule, CosineEndpoints) {
 }
 
 TEST(LrSchedule, CosineToZeroWithoutWarmup) {
-  TrainConfig::Schedule config = paper_schedule();
+  LrScheduleOptions config = paper_schedule();
   config.type = "cosine";
   config.warmup_steps = 0;
-  const LrSchedule schedule(paper_optimizer(), config, 100);
+  const LrSchedule schedule(kLr, config, 100);
   EXPECT_DOUBLE_EQ(schedule.lr_at(0), kLr);
   EXPECT_DOUBLE_EQ(schedule.lr_at(50), 0.5 * kLr);
   EXPECT_NEAR(schedule.lr_at(100), 0.0, 1e-20);
 }
 
 TEST(LrSchedule, CosineWhenWarmupCoversTheRun) {
-  TrainConfig::Schedule config = paper_schedule();
+  LrScheduleOptions config = paper_schedule();
   config.type = "cosine";
-  const LrSchedule schedule(paper_optimizer(), config, 10);  // 10 steps, 20 warmup
+  const LrSchedule schedule(kLr, config, 10);  // 10 steps, 20 warmup
   EXPECT_DOUBLE_EQ(schedule.lr_at(9), kLr * (0.1 + 0.9 * 9.0 / 20.0));
   // Nothing is left to decay over; steps past the end stay finite and within [0, lr].
   for (int64_t step = 10; step < 40; ++step) {
@@ -97,19 +95,18 @@ TEST(LrSchedule, CosineWhenWarmupCoversTheRun) {
 
 TEST(LrSchedule, IsAPureFunctionOfStep) {
   // A resumed run builds a fresh schedule and asks for step k: it must match the original run.
-  TrainConfig::Schedule config = paper_schedule();
+  LrScheduleOptions config = paper_schedule();
   config.type = "cosine";
-  const LrSchedule first(paper_optimizer(), config, 300);
+  const LrSchedule first(kLr, config, 300);
   std::vector<double> sequential;
   for (int64_t step = 0; step < 300; ++step) sequential.push_back(first.lr_at(step));
-  const LrSchedule resumed(paper_optimizer(), config, 300);
+  const LrSchedule resumed(kLr, config, 300);
   for (int64_t step = 299; step >= 150; --step) EXPECT_EQ(resumed.lr_at(step), sequential[step]);
 }
 
-std::string error_of(const TrainConfig::Optimizer& optimizer, const TrainConfig::Schedule& schedule,
-                     int64_t total_steps) {
+std::string error_of(double lr, const LrScheduleOptions& schedule, int64_t total_steps) {
   try {
-    LrSchedule(optimizer, schedule, total_steps);
+    LrSchedule(lr, schedule, total_steps);
   } catch (const Error& error) {
     return error.what();
   }
@@ -117,25 +114,25 @@ std::string error_of(const TrainConfig::Optimizer& optimizer, const TrainConfig:
 }
 
 TEST(LrSchedule, RejectsInvalidSettings) {
-  TrainConfig::Schedule schedule = paper_schedule();
-  TrainConfig::Optimizer optimizer = paper_optimizer();
-  EXPECT_NE(error_of(optimizer, schedule, 0).find("training.steps"), std::string::npos);
-  optimizer.lr = 0.0;
-  EXPECT_NE(error_of(optimizer, schedule, 10).find("optimizer.lr"), std::string::npos);
-  optimizer = paper_optimizer();
+  LrScheduleOptions schedule = paper_schedule();
+  double lr = kLr;
+  EXPECT_NE(error_of(lr, schedule, 0).find("training.steps"), std::string::npos);
+  lr = 0.0;
+  EXPECT_NE(error_of(lr, schedule, 10).find("optimizer.lr"), std::string::npos);
+  lr = kLr;
   schedule.type = "linear";
-  EXPECT_NE(error_of(optimizer, schedule, 10).find("schedule.type"), std::string::npos);
+  EXPECT_NE(error_of(lr, schedule, 10).find("schedule.type"), std::string::npos);
   schedule = paper_schedule();
   schedule.warmup_steps = -1;
-  EXPECT_NE(error_of(optimizer, schedule, 10).find("schedule.warmup_steps"), std::string::npos);
+  EXPECT_NE(error_of(lr, schedule, 10).find("schedule.warmup_steps"), std::string::npos);
   schedule = paper_schedule();
   schedule.warmup_start_factor = 0.0;
-  EXPECT_NE(error_of(optimizer, schedule, 10).find("warmup_start_factor"), std::string::npos);
+  EXPECT_NE(error_of(lr, schedule, 10).find("warmup_start_factor"), std::string::npos);
   schedule = paper_schedule();
   schedule.min_lr_factor = 1.5;
-  EXPECT_NE(error_of(optimizer, schedule, 10).find("min_lr_factor"), std::string::npos);
+  EXPECT_NE(error_of(lr, schedule, 10).find("min_lr_factor"), std::string::npos);
 
-  const LrSchedule valid(paper_optimizer(), paper_schedule(), 10);
+  const LrSchedule valid(kLr, paper_schedule(), 10);
   EXPECT_THROW(valid.lr_at(-1), Error);
 }
 

@@ -1,4 +1,4 @@
-#include "train/loss_scaler.h"
+#include "optim/loss_scaler.h"
 
 #include "util/error.h"
 

@@ -2,7 +2,7 @@
 // clipping with torch.nn.utils.clip_grad_norm_'s coefficient, checked against LibTorch's own.
 #include <gtest/gtest.h>
 
-#include "train/gradient_clipping.h"
+#include "optim/gradient_clipping.h"
 
 namespace lctrain {
 namespace {

@@ -44,13 +44,13 @@ TEST(RankFailure, KilledTrainingRankStopsTheJob) {
   for (int i = 0; i < 2000; ++i) tokens += std::to_string((i * 7) % 40) + " ";
   write_text(scratch / "tokens.txt", tokens);
   const auto out = scratch / "unique-rank-failure-run";
-  write_text(
-      scratch / "run.yaml",
-      "model: {config: " + (scratch / "model.json").string() +
-          "}\ncontext: {target_length: 32}\ndata: {path: " + (scratch / "tokens.txt").string() +
-          "}\ntraining: {steps: 1000000, precision: fp32, device: cpu}\ndistributed: {timeout_seconds: 30}\n"
-          "output: {dir: " +
-          out.string() + "}\n");
+  write_text(scratch / "run.yaml", "model: {config: " + (scratch / "model.json").string() +
+                                       "}\ncontext: {target_length: 32}\ndata: {path: " +
+                                       (scratch / "tokens.txt").string() +
+                                       "}\ntraining: {steps: 1000000, precision: fp32, device: "
+                                       "cpu}\ndistributed: {timeout_seconds: 30}\n"
+                                       "output: {dir: " +
+                                       out.string() + "}\n");
   const auto log = scratch / "launch.log";
   // The output folder is given on the command line so that the workers can be found by it.
   const std::string launch = quoted(testing::lctrain_binary()) +

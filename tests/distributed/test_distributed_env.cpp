@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "dist/distributed_env.h"
+#include "distributed/distributed_env.h"
 #include "support/error_expectations.h"
 
 namespace lctrain {

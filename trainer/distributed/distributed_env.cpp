@@ -1,4 +1,4 @@
-#include "dist/distributed_env.h"
+#include "distributed/distributed_env.h"
 
 #include <cstdlib>
 

@@ -1,5 +1,5 @@
 // LrSchedule: linear warmup from a fraction of the peak rate, then constant or cosine decay.
-#include "train/lr_schedule.h"
+#include "optim/lr_schedule.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,9 +11,8 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;  // M_PI is POSIX, not ISO C++17
 }  // namespace
 
-LrSchedule::LrSchedule(const TrainConfig::Optimizer& optimizer,
-                       const TrainConfig::Schedule& schedule, int64_t total_steps)
-    : lr_(optimizer.lr),
+LrSchedule::LrSchedule(double lr, const LrScheduleOptions& schedule, int64_t total_steps)
+    : lr_(lr),
       cosine_(schedule.type == "cosine"),
       warmup_steps_(schedule.warmup_steps),
       warmup_start_factor_(schedule.warmup_start_factor),

@@ -1,4 +1,4 @@
-#include "dist/flat_param_unit.h"
+#include "distributed/flat_param_unit.h"
 
 #include "util/error.h"
 

@@ -4,7 +4,7 @@
 
 #include <limits>
 
-#include "train/loss_scaler.h"
+#include "optim/loss_scaler.h"
 #include "util/error.h"
 
 namespace lctrain {

@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "dist/launcher.h"
+#include "distributed/launcher.h"
 #include "support/training_job.h"
 
 namespace lctrain {

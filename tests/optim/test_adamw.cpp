@@ -2,7 +2,7 @@
 // continues exactly where the saved one left off.
 #include <gtest/gtest.h>
 
-#include "train/adamw.h"
+#include "optim/adamw.h"
 #include "util/error.h"
 
 namespace lctrain {

@@ -1,4 +1,4 @@
-#include "dist/sharded_llama.h"
+#include "distributed/sharded_llama.h"
 
 #include <functional>
 
