@@ -3,8 +3,8 @@
 # real public text, the same bytes on every machine, since the Pile itself cannot be downloaded
 # here. For the real Pile, point `lctrain prepare-data --input` at its train/*.jsonl.zst instead.
 #   scripts/make_sample_pile.sh [OUT_DIR] [MB_PER_SET]     (default out/sample-pile, 8)
-# Writes OUT_DIR/train/00.jsonl.zst, OUT_DIR/test/00.jsonl.zst and OUT_DIR/manifest.json (any
-# other *.jsonl* in OUT_DIR/train and OUT_DIR/test is removed first).
+# Writes OUT_DIR/train/00.jsonl.zst, OUT_DIR/test/00.jsonl.zst and OUT_DIR/manifest.json; only
+# when the run succeeds, and then any other *.jsonl* in OUT_DIR/train and OUT_DIR/test goes.
 #
 # Pinned: the text comes only from the fixed list of Debian 12 (bookworm) packages in PACKAGES
 # below, each at an exact version, fetched with `apt-get download pkg=version` (no root needed)
@@ -42,10 +42,9 @@ case $megabytes in
 esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$out/train" "$out/test"
-rm -f "$out"/train/*.jsonl* "$out"/test/*.jsonl* "$out/manifest.json"
+mkdir -p "$work/out/train" "$work/out/test"
 export LC_ALL=C
-/usr/bin/python3 - "$work" "$out" "$megabytes" <<'PY'
+/usr/bin/python3 - "$work" "$work/out" "$megabytes" "$out" <<'PY'
 import fnmatch, gzip, hashlib, json, os, pathlib, pwd, subprocess, sys
 
 # (package, version, architecture, SHA-256 of the .deb), all from Debian 12 bookworm main.
@@ -323,5 +322,10 @@ for name, entry in counts["sets"].items():
 for split, entry in splits.items():
     print(f"{split}: {entry['file']} {entry['documents']} documents, "
           f"{entry['text_bytes'] / 1e6:.2f} MB of text, jsonl sha256 {entry['jsonl_sha256']}")
-print(f"manifest: {out / 'manifest.json'}")
+print(f"manifest: {pathlib.Path(sys.argv[4]) / 'manifest.json'}")
 PY
+# Only a finished corpus replaces the old one: a failed run leaves OUT_DIR as it was.
+mkdir -p "$out/train" "$out/test"
+rm -f "$out"/train/*.jsonl* "$out"/test/*.jsonl* "$out/manifest.json"
+for split in train test; do mv "$work/out/$split/00.jsonl.zst" "$out/$split/"; done
+mv "$work/out/manifest.json" "$out/"
