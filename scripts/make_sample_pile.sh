@@ -128,9 +128,12 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
-def deb_fields(path):
-    fields = subprocess.run(["dpkg-deb", "-f", str(path), "Package", "Version", "Architecture"],
-                            check=True, capture_output=True, text=True, env=environment).stdout
+def deb_fields(path):  # (package, version, architecture), or None for a file that is no .deb
+    result = subprocess.run(["dpkg-deb", "-f", str(path), "Package", "Version", "Architecture"],
+                            capture_output=True, text=True, env=environment)
+    if result.returncode != 0:
+        return None
+    fields = result.stdout
     values = dict(line.split(": ", 1) for line in fields.splitlines() if ": " in line)
     return values.get("Package"), values.get("Version"), values.get("Architecture")
 
