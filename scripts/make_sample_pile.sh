@@ -21,18 +21,21 @@
 # Reference, FAQ, New Maintainers' Guide, constitution and social contract, GNU coding standards,
 # the Jargon File, Sphinx's manual, and every package's copyright/licence file); "Fortunes":
 # quotations (fortunes-min). Files named *.gz are decompressed; files that are not UTF-8 or
-# shorter than 200 characters are left out; exact duplicate texts are kept once. Texts over 64 kB
-# are cut at blank lines into documents of about 32 kB, so that no single file lands wholly in
-# one split. Each set takes documents in the order of a hash of their key until it holds
-# MB_PER_SET megabytes of text; a document goes to test when the same hash (salted differently)
-# is 0 mod 10 (10%). The key is "package:path inside the package[#chunk]", never a local path.
+# shorter than 200 characters are left out; exact duplicate texts are kept once. Texts over 64k
+# characters are cut at blank lines into documents of about 32k, so that no single file lands
+# wholly in one split. Each set takes documents in the order of a hash of their key until it
+# holds MB_PER_SET megabytes of text; a document goes to test when another hash of its key is 0
+# mod 10 (10%). The key is "package:path inside the package[#chunk]", never a local path.
 # Files walk in sorted order, rows are ordered by hash, and nothing depends on locale, mtimes,
 # the temporary folder or Python's random module: two runs give the same bytes (check with
 # scripts/check_sample_pile.sh OUT data/sample-pile-manifest.json).
 #
 # The manifest records each .deb (name, version, architecture, SHA-256), each split's SHA-256 and
 # size (uncompressed .jsonl: the corpus's identity; .zst: depends on the zstd version too), and
-# document and byte counts per split, set and package.
+# document and byte counts per split, set and package. With the defaults: 24.2 MB of train text
+# (2097 documents), 2.8 MB of test (268); it downloads ~150 MB (mostly the two texlive doc
+# packages) and takes about a minute. All packages are Architecture: all except hol-light, pinned
+# as amd64 (its .ml files are the same on every architecture, its .deb is not).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/out/sample-pile}
