@@ -351,6 +351,8 @@ void expect_same_fields(const TrainConfig& a, const TrainConfig& b) {
   EXPECT_EQ(a.training.reduce_dtype, b.training.reduce_dtype);
   EXPECT_EQ(a.training.activation_checkpointing, b.training.activation_checkpointing);
   EXPECT_EQ(a.training.max_grad_norm, b.training.max_grad_norm);  // bit-exact, not NEAR
+  EXPECT_EQ(a.training.max_nonfinite_steps, b.training.max_nonfinite_steps);
+  EXPECT_EQ(a.training.loss_spike_factor, b.training.loss_spike_factor);
   EXPECT_EQ(a.training.seed, b.training.seed);
   EXPECT_EQ(a.optimizer.lr, b.optimizer.lr);
   EXPECT_EQ(a.optimizer.beta1, b.optimizer.beta1);
@@ -367,6 +369,8 @@ void expect_same_fields(const TrainConfig& a, const TrainConfig& b) {
   EXPECT_EQ(a.output.log_every, b.output.log_every);
   EXPECT_EQ(a.output.checkpoint_every, b.output.checkpoint_every);
   EXPECT_EQ(a.output.keep_checkpoints, b.output.keep_checkpoints);
+  EXPECT_EQ(a.output.overwrite, b.output.overwrite);
+  EXPECT_EQ(a.output.allow_config_changes, b.output.allow_config_changes);
   EXPECT_TRUE(a == b);
 }
 
@@ -387,7 +391,7 @@ TEST(TrainConfig, ToYamlWritesEveryKeyIncludingDefaults) {
   const TrainConfig config = TrainConfig::from_yaml_text(kMinimal, "cfg.yaml");
   const std::string yaml = config.to_yaml();
   const std::vector<std::string> keys = TrainConfig::keys();
-  EXPECT_EQ(keys.size(), 41u);
+  EXPECT_EQ(keys.size(), 45u);
   EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size());
   for (const std::string& key : keys) {
     const std::string leaf = key.substr(key.find('.') + 1);

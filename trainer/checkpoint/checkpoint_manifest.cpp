@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <limits>
+
 #include "util/error.h"
 #include "util/json_fields.h"
 
@@ -68,7 +71,14 @@ nlohmann::json Manifest::to_json() const {
       {"format", "lctrain-checkpoint"},
       {"format_version", format_version},
       {"world_size", world_size},
-      {"train_state", {{"step", step}, {"tokens_seen", tokens_seen}, {"loss", loss}}},
+      {"train_state",
+       {{"step", step},
+        {"tokens_seen", tokens_seen},
+        {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json(nullptr)}}},
+      {"step_guard",
+       {{"recent_losses", recent_losses},
+        {"rejected_steps", rejected_steps},
+        {"values_finite", values_finite}}},
       {"lr_scheduler", {{"step", step}, {"lr", lr}}},
       {"dataloader",
        {{"sequences_seen", sequences_seen}, {"seed", data_seed}, {"path", data_path}}},
@@ -101,7 +111,8 @@ Manifest Manifest::from_json(const nlohmann::json& json, const std::string& sour
   const JsonFields train_state = section(json, "train_state", source);
   manifest.step = train_state.required_int("step");
   manifest.tokens_seen = train_state.required_int("tokens_seen");
-  manifest.loss = train_state.required_number("loss");
+  manifest.loss =
+      train_state.optional_number("loss").value_or(std::numeric_limits<double>::quiet_NaN());
   LCTRAIN_CHECK(manifest.step >= 0 && manifest.tokens_seen >= 0,
                 "{}: train_state has negative counters", source);
   manifest.lr = section(json, "lr_scheduler", source).required_number("lr");
@@ -178,6 +189,19 @@ Manifest Manifest::from_json(const nlohmann::json& json, const std::string& sour
                   shard_file_name(rank, manifest.world_size));
   }
   manifest.config_yaml = top.optional_string("config_yaml").value_or("");
+  // Absent in checkpoints of earlier versions: no history, values not marked.
+  if (top.has("step_guard")) {
+    const JsonFields guard = section(json, "step_guard", source);
+    const nlohmann::json& losses = guard.raw("recent_losses");
+    LCTRAIN_CHECK(losses.is_array(), "{}: step_guard.recent_losses is not an array", source);
+    for (const auto& value : losses) {
+      LCTRAIN_CHECK(value.is_number() && std::isfinite(value.get<double>()),
+                    "{}: step_guard.recent_losses holds {}", source, value.dump());
+      manifest.recent_losses.push_back(value.get<double>());
+    }
+    manifest.rejected_steps = guard.required_int("rejected_steps");
+    manifest.values_finite = guard.optional_bool("values_finite").value_or(false);
+  }
   return manifest;
 }
 

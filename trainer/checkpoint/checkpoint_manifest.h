@@ -39,7 +39,7 @@ struct Manifest {
   // train_state
   int64_t step = 0;  // optimizer steps completed
   int64_t tokens_seen = 0;
-  double loss = 0.0;  // of the last step
+  double loss = 0.0;  // of the last step (NaN when it was not finite: null in JSON)
   // optimizer: AdamW updates taken (fewer than `step` when fp16 overflows skipped some)
   int64_t optimizer_steps = 0;
   // lr_scheduler: a pure function of the step; the value is kept for people reading it
@@ -57,6 +57,11 @@ struct Manifest {
   std::vector<UnitLayout> units;
   std::vector<ShardFile> files;  // one per rank, rank order
   std::string config_yaml;       // the run's effective config
+  // step_guard: the recent good losses the loss-spike rule judges against, the steps rejected so
+  // far, and whether every parameter and optimizer value was checked finite before writing.
+  std::vector<double> recent_losses;
+  int64_t rejected_steps = 0;
+  bool values_finite = true;
 
   nlohmann::json to_json() const;
   // Validates every field; errors name `source` and the key.

@@ -102,14 +102,40 @@ void pause_for_tests(int64_t step) {
   }
 }
 
-void prune(const fs::path& root, int64_t keep) {
-  const auto folders = list(root);
-  for (size_t index = static_cast<size_t>(std::max<int64_t>(keep, 1)); index < folders.size();
-       ++index) {
-    std::error_code ignored;
-    fs::remove_all(folders[index], ignored);
-    log()->info("removed old checkpoint {}", folders[index].string());
+// A checkpoint rotation may count: readable, and its values checked finite when written.
+bool counts_as_good(const fs::path& dir) {
+  try {
+    return Manifest::read(dir).values_finite;
+  } catch (const Error&) {
+    return false;
   }
+}
+
+// Keeps the newest `keep` good checkpoints; anything else older than the oldest of them goes.
+// Rotation never removes a good checkpoint to make room for a bad one.
+void prune(const fs::path& root, int64_t keep) {
+  int64_t good_kept = 0;
+  for (const fs::path& folder : list(root)) {
+    if (good_kept < std::max<int64_t>(keep, 1)) {
+      if (counts_as_good(folder)) ++good_kept;
+      continue;
+    }
+    std::error_code ignored;
+    fs::remove_all(folder, ignored);
+    log()->info("removed old checkpoint {}", folder.string());
+  }
+}
+
+// Whether every value this rank would write (parameter shards, AdamW moments) is finite; one
+// reduction on the device and one host read per checkpoint.
+bool values_are_finite(const std::vector<FlatParamUnit*>& units, const ShardedAdamW& optimizer) {
+  std::vector<torch::Tensor> checks;
+  for (size_t index = 0; index < units.size(); ++index) {
+    checks.push_back(torch::isfinite(units[index]->shard().detach()).all());
+    checks.push_back(torch::isfinite(optimizer.exp_avg(index)).all());
+    checks.push_back(torch::isfinite(optimizer.exp_avg_sq(index)).all());
+  }
+  return checks.empty() || torch::stack(checks).all().item<bool>();
 }
 
 void check_layout(const Manifest& manifest, const std::vector<FlatParamUnit*>& units,
@@ -189,6 +215,16 @@ class ShardReader {
 
 std::string file_xxh3(const fs::path& path) { return hex(xxh3_of_file(path)); }
 
+void remove_unfinished(const fs::path& root) {
+  std::error_code error;
+  if (!fs::is_directory(root, error)) return;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    if (entry.path().filename().string().rfind(kTempPrefix, 0) != 0) continue;
+    fs::remove_all(entry.path());
+    log()->info("removed {}, left by a checkpoint that was not finished", entry.path().string());
+  }
+}
+
 std::vector<fs::path> list(const fs::path& root) {
   std::vector<std::pair<int64_t, fs::path>> found;
   std::error_code error;
@@ -215,12 +251,15 @@ fs::path save(const fs::path& root, JobState job, const std::vector<FlatParamUni
   const std::string name = folder_name(job.step);
   const fs::path temp = root / (kTempPrefix + name);
   const fs::path final_dir = root / name;
+  // Nothing non-finite is ever written: a diverged state would replace good checkpoints.
+  const bool finite = values_are_finite(units, optimizer);
+  LCTRAIN_CHECK(communicator.sum_over_ranks(finite ? 0.0 : 1.0) == 0.0,
+                "refusing to write checkpoint {}: {} non-finite parameter or optimizer values; "
+                "the checkpoints already in {} are kept",
+                name, finite ? "another rank holds" : "this rank holds", root.string());
   if (rank == 0) {
     fs::create_directories(root);
-    // Leftovers of a job that died while saving are never read; clear them now.
-    for (const auto& entry : fs::directory_iterator(root)) {
-      if (entry.path().filename().string().rfind(kTempPrefix, 0) == 0) fs::remove_all(entry.path());
-    }
+    remove_unfinished(root);
     fs::create_directory(temp);
   }
   communicator.barrier();
@@ -234,11 +273,25 @@ fs::path save(const fs::path& root, JobState job, const std::vector<FlatParamUni
   }
   tensors.emplace_back(kRngKey, cpu_rng_state());
   const fs::path file = temp / Manifest::shard_file_name(rank, world);
-  io::write_safetensors(file, tensors,
-                        {{"format", "lctrain-checkpoint-shard"},
-                         {"rank", std::to_string(rank)},
-                         {"world_size", std::to_string(world)},
-                         {"step", std::to_string(job.step)}});
+  // A full disk or a file-size limit on any rank ends the save on every rank together; the
+  // previous checkpoint and `latest` are untouched, the .tmp- folder is removed on the next start.
+  std::string write_error;
+  try {
+    io::write_safetensors(file, tensors,
+                          {{"format", "lctrain-checkpoint-shard"},
+                           {"rank", std::to_string(rank)},
+                           {"world_size", std::to_string(world)},
+                           {"step", std::to_string(job.step)}});
+  } catch (const std::exception& error) {
+    write_error = error.what();
+  }
+  if (communicator.sum_over_ranks(write_error.empty() ? 0.0 : 1.0) != 0.0) {
+    throw Error(
+        "checkpoint {} could not be written ({}); the previous checkpoints and {} are "
+        "unchanged",
+        name, write_error.empty() ? "another rank failed" : write_error,
+        (root / "latest").string());
+  }
   const uint64_t digest = xxh3_of_file(file);
   // Every rank's (size, checksum) for the manifest; uint64 digests travel bit-cast as int64.
   auto mine = torch::empty({2}, torch::kInt64);
@@ -249,6 +302,7 @@ fs::path save(const fs::path& root, JobState job, const std::vector<FlatParamUni
 
   if (rank == 0) {
     job.format_version = kFormatVersion;
+    job.values_finite = true;
     job.optimizer_steps = optimizer.steps();
     job.world_size = world;
     job.units = layouts_of(units);
@@ -306,8 +360,20 @@ std::optional<std::string> problem_with(const fs::path& dir, std::pair<int, int>
   return std::nullopt;
 }
 
+// The checkpoints to try, in order: the one `latest` names (the last one this run folder's job
+// completed), then every other one newest first.
+std::vector<fs::path> resume_candidates(const fs::path& root) {
+  std::vector<fs::path> folders = list(root);
+  std::ifstream latest_file(root / "latest");
+  std::string latest;
+  if (!(latest_file >> latest)) return folders;
+  const auto named = std::find(folders.begin(), folders.end(), root / latest);
+  if (named != folders.end()) std::rotate(folders.begin(), named, named + 1);
+  return folders;
+}
+
 std::optional<fs::path> newest_good(const fs::path& root, Communicator& communicator) {
-  for (const fs::path& dir : list(root)) {
+  for (const fs::path& dir : resume_candidates(root)) {
     const auto problem = problem_with(dir, {communicator.rank(), communicator.world_size()});
     if (problem) log()->warn("checkpoint {} cannot be used: {}", dir.string(), *problem);
     if (communicator.sum_over_ranks(problem ? 1.0 : 0.0) == 0.0) return dir;
@@ -325,7 +391,7 @@ fs::path resolve(const fs::path& path) {
     return path;
   }
   const fs::path root = fs::is_directory(path / "checkpoints") ? path / "checkpoints" : path;
-  const auto folders = list(root);
+  const auto folders = resume_candidates(root);
   for (const fs::path& dir : folders) {
     const auto problem = problem_with(dir);
     if (!problem) return dir;

@@ -28,10 +28,15 @@ namespace lctrain::checkpoint {
 using JobState = Manifest;
 
 // Collective: every rank calls it. Writes <root>/step-<N>/ for job.step, then keeps the newest
-// `keep` checkpoints. Returns the new folder.
+// `keep` good checkpoints. Refuses (on every rank, before writing) when any value is not finite;
+// a failed write on any rank fails every rank and leaves the earlier checkpoints as they were.
+// Returns the new folder.
 std::filesystem::path save(const std::filesystem::path& root, JobState job,
                            const std::vector<FlatParamUnit*>& units, const ShardedAdamW& optimizer,
                            Communicator& communicator, int64_t keep);
+
+// Removes the .tmp- folders of checkpoints that were never finished (a job killed, a full disk).
+void remove_unfinished(const std::filesystem::path& root);
 
 // Checkpoint folders under `root`, newest first (complete or not; no .tmp- ones).
 std::vector<std::filesystem::path> list(const std::filesystem::path& root);
@@ -42,8 +47,8 @@ std::vector<std::filesystem::path> list(const std::filesystem::path& root);
 std::optional<std::string> problem_with(const std::filesystem::path& dir,
                                         std::pair<int, int> ranks_share = {0, 1});
 
-// Collective: the newest checkpoint under `root` that every rank found sound, logging each one
-// skipped and why; nullopt when there is none.
+// Collective: the checkpoint `latest` names, or else the newest one under `root`, that every
+// rank found sound, logging each one skipped and why; nullopt when there is none.
 std::optional<std::filesystem::path> newest_good(const std::filesystem::path& root,
                                                  Communicator& communicator);
 

@@ -25,6 +25,7 @@ void add(CLI::App& app, const std::string& name, Adder adder) {
 }  // namespace
 
 void register_commands(CLI::App& app) {
+  add(app, "config-reference", add_config_reference_command);
   add(app, "convert", add_convert_command);
   add(app, "eval", add_eval_command);
   add(app, "export", add_export_command);

@@ -20,6 +20,7 @@ struct ExitCode {
 
 // Each subcommand file defines one of these: it adds the subcommand and returns its action.
 using Action = std::function<void()>;
+Action add_config_reference_command(CLI::App& app);
 Action add_convert_command(CLI::App& app);
 Action add_eval_command(CLI::App& app);
 Action add_export_command(CLI::App& app);

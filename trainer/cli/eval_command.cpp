@@ -12,6 +12,7 @@
 #include "eval/eval_documents.h"
 #include "eval/passkey.h"
 #include "eval/sliding_window.h"
+#include "model/rope_windows.h"
 #include "util/error.h"
 #include "util/logging.h"
 #include "util/progress_bar.h"
@@ -137,6 +138,10 @@ void run_passkey(const PasskeyOptions& options) {
   std::vector<eval::PasskeyResult> results;
   ProgressBar progress(static_cast<int64_t>(options.lengths.size()) * options.trials, true);
   int64_t done = 0;
+  // The window the model runs at under the RoPE of this run (dynamic NTK's config says L).
+  LlamaConfig runtime_config = model.config();
+  runtime_config.rope_scaling = model.runtime_rope();
+  const int64_t window = rope_windows(runtime_config).extended;
   for (const int64_t length : options.lengths) {
     eval::PasskeyResult result;
     result.requested = length;
@@ -150,10 +155,10 @@ void run_passkey(const PasskeyOptions& options) {
       progress.update(++done,
                       fmt::format("k {} accuracy {}/{}", length, result.successes, result.trials));
     }
-    if (result.prompt_tokens > model.config().max_position_embeddings) {
+    if (result.prompt_tokens > window) {
       progress.clear();
       log()->warn("k {}: the prompt ({} tokens) is longer than the model's window ({})", length,
-                  result.prompt_tokens, model.config().max_position_embeddings);
+                  result.prompt_tokens, window);
     }
     results.push_back(result);
   }

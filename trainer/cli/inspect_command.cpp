@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "io/hf_model_dir.h"
 #include "io/sharded_safetensors.h"
+#include "model/rope_windows.h"
 
 namespace lctrain::cli {
 namespace {
@@ -15,6 +16,14 @@ namespace {
 bool is_checkpoint_path(const std::filesystem::path& path) {
   return std::filesystem::exists(path / "manifest.json") || !checkpoint::list(path).empty() ||
          !checkpoint::list(path / "checkpoints").empty();
+}
+
+// "trained window 96 tokens, original window 48 (RoPE yarn, factor 2)": what each scaling's keys
+// mean, so a dynamic-NTK config (max_position_embeddings = L) does not read as a short model.
+std::string describe_windows(const LlamaConfig& config) {
+  const RopeWindows windows = rope_windows(config);
+  return fmt::format("trained window {} tokens, original window {} (RoPE {})", windows.extended,
+                     windows.original, config.rope_scaling.describe());
 }
 
 void describe_checkpoints(const std::filesystem::path& path) {
@@ -46,8 +55,7 @@ void describe_checkpoints(const std::filesystem::path& path) {
               << "world size:          " << manifest.world_size << " rank files, "
               << bytes / 1048576.0 << " MiB\n"
               << "model:               " << config.num_parameters() << " parameters, "
-              << config.num_hidden_layers << " layers, window " << config.max_position_embeddings
-              << ", RoPE " << config.rope_scaling.describe() << "\n"
+              << config.num_hidden_layers << " layers, " << describe_windows(config) << "\n"
               << "base model:          "
               << (manifest.base_model.empty() ? std::string("(random init)") : manifest.base_model)
               << "\n\n";
@@ -92,9 +100,9 @@ Action add_inspect_command(CLI::App& app) {
     for (const auto& [dtype, elements] : elements_per_dtype)
       std::cout << dtype << " " << elements << "  ";
     std::cout << "\n"
-              << "trained window:      " << config.max_position_embeddings << " tokens\n"
+              << "window:              " << describe_windows(config) << "\n"
+              << "max_position_emb.:   " << config.max_position_embeddings << "\n"
               << "rope_theta:          " << config.rope_theta << "\n"
-              << "rope_scaling:        " << config.rope_scaling.describe() << "\n"
               << "rms_norm_eps:        " << config.rms_norm_eps << "\n";
   };
 }

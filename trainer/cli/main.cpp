@@ -1,5 +1,6 @@
 // lctrain command line: one subcommand per file under cli/, dispatched here.
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -7,6 +8,9 @@
 #include "util/logging.h"
 
 int main(int argc, char** argv) {
+  // A file-size limit (ulimit -f) must fail the write with EFBIG, which ends in a clear error,
+  // rather than kill the process in the middle of a checkpoint.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"lctrain: extend the context window of LLaMA models by Position Interpolation"};
   app.require_subcommand(1);
   std::string log_level = "info";

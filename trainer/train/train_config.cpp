@@ -162,8 +162,11 @@ const std::vector<Field>& fields() {
       LCTRAIN_FIELD(model, config, nullptr, "config.json for random init (when path is \"\")"),
       LCTRAIN_FIELD(model, init_seed, nullptr, "random init: seed"),
       LCTRAIN_FIELD(model, init_std, greater_than(0), "random init: weight std"),
-      LCTRAIN_FIELD(context, target_length, greater_than(0), "L': the window to extend to"),
-      LCTRAIN_FIELD(context, original_length, at_least(0), "L; 0 = max_position_embeddings"),
+      LCTRAIN_FIELD(context, target_length, greater_than(0),
+                    "L': the window to extend to (required; not below the model's window)"),
+      LCTRAIN_FIELD(context, original_length, at_least(0),
+                    "L; 0 = the window the model was pre-trained at (its rope_scaling's "
+                    "original window, else max_position_embeddings)"),
       LCTRAIN_FIELD(context, scaling, one_of({"linear", "dynamic", "yarn", "llama3", "none"}),
                     "RoPE scaling; linear = Position Interpolation"),
       LCTRAIN_FIELD(data, path, not_empty("a token shards folder or a token file"),
@@ -180,6 +183,12 @@ const std::vector<Field>& fields() {
       LCTRAIN_FIELD(training, activation_checkpointing_every, greater_than(0),
                     "with checkpointing, recompute every Nth decoder layer (1: all)"),
       LCTRAIN_FIELD(training, max_grad_norm, nullptr, "gradient clipping; <= 0 disables"),
+      LCTRAIN_FIELD(training, max_nonfinite_steps, greater_than(0),
+                    "steps in a row left unapplied (non-finite loss or gradient norm, loss "
+                    "spike) that stop the run"),
+      LCTRAIN_FIELD(training, loss_spike_factor, at_least(0),
+                    "a step whose loss exceeds this x the median of recent steps is not "
+                    "applied; 0 = off"),
       LCTRAIN_FIELD(training, loss_scaling, one_of({"auto", "dynamic", "none"}),
                     "auto = dynamic for fp16, none otherwise"),
       LCTRAIN_FIELD(training, loss_scale, greater_than(0), "initial dynamic loss scale"),
@@ -207,7 +216,13 @@ const std::vector<Field>& fields() {
           "every N steps and at the end; 0 = at the end; -1 = never (signals still save)"),
       LCTRAIN_FIELD(output, resume, not_empty("auto, never or a checkpoint folder"),
                     "auto = newest good checkpoint in output.dir; never; or a checkpoint folder"),
-      LCTRAIN_FIELD(output, keep_checkpoints, at_least(1), "newest N checkpoints kept"),
+      LCTRAIN_FIELD(output, keep_checkpoints, at_least(1), "newest N good checkpoints kept"),
+      LCTRAIN_FIELD(output, overwrite, nullptr,
+                    "with resume=never over a folder holding a run: move that run aside into "
+                    "<dir>/previous-<time>/ and start over"),
+      LCTRAIN_FIELD(output, allow_config_changes, nullptr,
+                    "resume even when the model, window, RoPE, sequence length or global batch "
+                    "differ from the checkpoint's run (warned)"),
       LCTRAIN_FIELD(output, save_final, nullptr, "write the final model in Hugging Face layout"),
   };
   return kFields;
@@ -610,6 +625,21 @@ std::string TrainConfig::to_yaml() const {
     out += fmt::format("  {}: {}  # {}\n", field.key, text, field.help);
   }
   return out;
+}
+
+std::vector<std::pair<std::string, std::string>> TrainConfig::values() const {
+  TrainConfig scratch = *this;  // FieldRef needs a mutable config; nothing is written
+  std::vector<std::pair<std::string, std::string>> result;
+  for (const Field& field : fields()) {
+    result.emplace_back(field.name(), display(read_value(field.ref(scratch))));
+  }
+  return result;
+}
+
+std::vector<std::pair<std::string, std::string>> TrainConfig::reference() {
+  std::vector<std::pair<std::string, std::string>> result;
+  for (const Field& field : fields()) result.emplace_back(field.name(), field.help);
+  return result;
 }
 
 void TrainConfig::validate(const std::string& source) const {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "optim/lr_schedule.h"
@@ -22,7 +23,7 @@ struct TrainConfig {
   } model;
   struct Context {
     int64_t target_length = 0;       // L' (required, > 0)
-    int64_t original_length = 0;     // L; 0 = the model's max_position_embeddings
+    int64_t original_length = 0;     // L; 0 = the window the model was pre-trained at
     std::string scaling = "linear";  // linear | dynamic | yarn | llama3 | none
   } context;
   struct Data {
@@ -39,6 +40,8 @@ struct TrainConfig {
     bool activation_checkpointing = true;
     int64_t activation_checkpointing_every = 1;  // recompute every Nth decoder layer (1: all)
     double max_grad_norm = 1.0;                  // <= 0 disables clipping
+    int64_t max_nonfinite_steps = 3;    // rejected steps in a row (non-finite, spikes) that stop it
+    double loss_spike_factor = 10.0;    // a loss over this x the recent median is rejected; 0 = off
     std::string loss_scaling = "auto";  // auto (dynamic for fp16, none otherwise) | dynamic | none
     double loss_scale = 65536.0;        // dynamic loss scaling: the initial scale
     int64_t loss_scale_window = 2000;   // dynamic loss scaling: clean steps before it doubles
@@ -66,6 +69,8 @@ struct TrainConfig {
     std::string resume = "auto";   // auto (newest good checkpoint in dir) | never | a checkpoint
     int64_t keep_checkpoints = 2;  // >= 1: the newest N are kept, older ones deleted
     bool save_final = true;        // write <dir>/final (Hugging Face layout) at the end
+    bool overwrite = false;        // resume=never over a run: move it aside and start over
+    bool allow_config_changes = false;  // resume despite computation-changing differences
   } output;
 
   // Loads YAML, applies "dotted.key=value" overrides (e.g. "training.steps=10"), validates.
@@ -83,6 +88,11 @@ struct TrainConfig {
   void validate(const std::string& source = "train config") const;
   // "section.key" for every key the loader knows, in to_yaml order.
   static std::vector<std::string> keys();
+
+  // ("section.key", value as text) for every key, in to_yaml order: for comparing configs.
+  std::vector<std::pair<std::string, std::string>> values() const;
+  // ("section.key", what it means) for every key, in to_yaml order: the configuration reference.
+  static std::vector<std::pair<std::string, std::string>> reference();
 
   int64_t effective_sequence_length() const;
   // Sequences per optimizer step across `world_size` ranks.
