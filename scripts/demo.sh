@@ -34,10 +34,15 @@ steps=()
 started=$(date +%s)
 stage() { echo; echo "=== demo [$(($(date +%s) - started)) s]: $*"; }
 
-if [ -z "${DEMO_CORPUS:-}" ] && [ ! -d "$corpus/test" ]; then
+# The pinned sample corpus (data/sample-pile-manifest.json): built when missing or stale, and
+# checked, so that a machine whose corpus differs says so instead of printing other numbers.
+if [ -z "${DEMO_CORPUS:-}" ] &&
+  ! scripts/check_sample_pile.sh "$corpus" data/sample-pile-manifest.json >/dev/null 2>&1; then
   stage "building the sample corpus (scripts/make_sample_pile.sh)"
-  scripts/make_sample_pile.sh
+  scripts/make_sample_pile.sh "$corpus"
 fi
+scripts/check_sample_pile.sh "$corpus" data/sample-pile-manifest.json ||
+  echo "demo: this corpus is not the pinned one: the numbers will differ from README's"
 rm -rf "$out"
 mkdir -p "$out"
 stage "tokenizing the train split into shards"

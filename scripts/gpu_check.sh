@@ -128,6 +128,19 @@ hf_parity() {
       "$work/pi-$device.safetensors" --device $device
   done
   cat "$work/pi-tiny/final/config.json"
+  # 3. Every RoPE scaling (docs/rope-scaling.md): the config.json lctrain writes makes transformers
+  #    compute the frequencies the model was trained with (dynamic: past the original window).
+  for scaling in dynamic yarn llama3; do
+    "$lctrain" train --config "$root/configs/demo-tiny.yaml" \
+      "model.config=$root/configs/models/tiny-test.json" "data.path=$root/data/sample-tokens.txt" \
+      training.device=cpu training.precision=fp32 training.steps=2 output.checkpoint_every=-1 \
+      "context.scaling=$scaling" "output.dir=$work/rope-$scaling"
+    "$lctrain" forward --model "$work/rope-$scaling/final" --ids "$work/ids200.txt" \
+      --out "$work/rope-$scaling.safetensors" --dtype f32 --device cpu
+    "$python" "$root/scripts/gpu/hf_parity.py" "$work/rope-$scaling/final" "$work/ids200.txt" \
+      "$work/rope-$scaling.safetensors" --device cpu
+    cat "$work/rope-$scaling/final/config.json"
+  done
 }
 
 learning() {

@@ -22,7 +22,8 @@ induction_run=out/pretrain-tiny-induction
 run=out/pretrain-tiny
 model=data/tiny-llama
 
-[ -f out/sample-pile/train/00.jsonl.zst ] || scripts/make_sample_pile.sh
+scripts/check_sample_pile.sh out/sample-pile data/sample-pile-manifest.json >/dev/null 2>&1 ||
+  scripts/make_sample_pile.sh out/sample-pile
 mkdir -p "$data"
 if [ ! -f "$data/tokenizer.model" ]; then
   # SentencePiece trains on lines; newlines inside documents are encoded by byte fallback, as
