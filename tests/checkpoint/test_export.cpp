@@ -169,16 +169,26 @@ TEST_F(Export, RefusedExportLeavesAnExistingModelFolderByteForByte) {
   EXPECT_FALSE(fs::exists(out / "model-00001-of-00002.safetensors"));
 }
 
-TEST_F(Export, RefusesToReplaceAFolderThatIsNotAModel) {
+TEST_F(Export, KeepsTheFoldersOtherFilesAndRefusesAFile) {
   ASSERT_EQ(job_.run("run", 1, "training.steps=5").exit_code, 0);
   const fs::path out = scratch_ / "notes";
   testing::write_text(out / "todo.txt", "keep me");
-  const CommandResult refused =
-      run_lctrain("export --checkpoint " + quoted(job_.out("run")) + " --out " + quoted(out));
+  testing::write_text(out / "docs" / "README.md", "and me");
+  const std::string export_run =
+      "export --checkpoint " + quoted(job_.out("run")) + " --out " + quoted(out);
+  for (int round = 0; round < 2; ++round) {
+    const CommandResult exported = run_lctrain(export_run);
+    ASSERT_EQ(exported.exit_code, 0) << exported.output;
+    EXPECT_EQ(testing::read_text(out / "todo.txt"), "keep me");
+    EXPECT_EQ(testing::read_text(out / "docs" / "README.md"), "and me");
+    EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  }
+  testing::write_text(scratch_ / "file", "not a folder");
+  const CommandResult refused = run_lctrain("export --checkpoint " + quoted(job_.out("run")) +
+                                            " --out " + quoted(scratch_ / "file"));
   EXPECT_NE(refused.exit_code, 0);
-  EXPECT_TRUE(contains(refused.output, "is not a model folder")) << refused.output;
-  EXPECT_EQ(testing::read_text(out / "todo.txt"), "keep me");
-  EXPECT_EQ(folder_bytes(out).size(), 1u);
+  EXPECT_TRUE(contains(refused.output, "is not a folder")) << refused.output;
+  EXPECT_EQ(testing::read_text(scratch_ / "file"), "not a folder");
 }
 
 }  // namespace

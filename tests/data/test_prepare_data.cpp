@@ -178,7 +178,7 @@ TEST_F(PrepareData, LongDocumentsInPiecesGiveTheTokensOfTheWholeDocument) {
       EXPECT_EQ(result.exit_code, 0) << result.output;
     };
     run("whole", "--piece-bytes 64MB");
-    run("pieces", "--piece-bytes 1KB");  // hundreds of cuts
+    run("pieces", "--piece-bytes 1KiB");  // hundreds of cuts
     EXPECT_EQ(testing::read_text(scratch_ / "pieces" / "shard-00000.bin"),
               testing::read_text(scratch_ / "whole" / "shard-00000.bin"))
         << tokenizer;

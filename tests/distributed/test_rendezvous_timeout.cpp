@@ -92,14 +92,15 @@ TEST(RendezvousTimeout, APortHeldByAnHttpServerEndsInAClearError) {
   const int port = dist::find_free_port("127.0.0.1");
   const std::string port_text = std::to_string(port);
   // The server runs for the length of the command; it is stopped by its pid, whatever happens.
+  // In a subshell, so that run_command's 2>&1 takes the whole of it.
   const auto result = testing::run_command(
-      "/usr/bin/python3 -m http.server " + port_text + " --bind 127.0.0.1 >/dev/null 2>&1 & " +
+      "(/usr/bin/python3 -m http.server " + port_text + " --bind 127.0.0.1 >/dev/null 2>&1 & " +
       "server=$!; for i in $(seq 100); do /usr/bin/python3 -c \"import socket; "
       "socket.create_connection(('127.0.0.1', " +
       port_text + "))\" 2>/dev/null && break; sleep 0.1; done; RANK=1 LOCAL_RANK=0 WORLD_SIZE=2 " +
       "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port_text + " timeout 90 " +
       quoted(testing::lctrain_binary()) + " train --config " + quoted(recipe) +
-      "; status=$?; kill $server; exit $status");
+      "; status=$?; kill $server; exit $status)");
   expect_clear_timeout(result, port);
 }
 

@@ -65,18 +65,13 @@ PieceStart calibrate_piece_start(const io::Tokenizer& tokenizer) {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-// The next cut at or after `from`: a single space between two non-space bytes, where no
-// SentencePiece token crosses. Searched within [from, from + window), then backwards down to
-// `floor`; std::string::npos when there is none.
-size_t find_cut(const std::string& text, size_t from, size_t window, size_t floor) {
-  const auto is_cut = [&](size_t at) {
-    return text[at] == ' ' && !is_space(text[at - 1]) && !is_space(text[at + 1]);
-  };
-  for (size_t at = from; at + 1 < text.size() && at < from + window; ++at) {
-    if (is_cut(at)) return at;
-  }
-  for (size_t at = std::min(from, text.size() - 1); at > floor + 1; --at) {
-    if (is_cut(at - 1)) return at - 1;
+// The first cut at or after `from`: a single space between two non-space bytes, where no
+// SentencePiece token crosses; std::string::npos when the rest of `text` has none. (A stretch
+// without such a space, e.g. a table rule or base64, only makes that one piece longer: stopping
+// there would leave the whole rest of the document to one piece.)
+size_t find_cut(const std::string& text, size_t from) {
+  for (size_t at = std::max<size_t>(from, 1); at + 1 < text.size(); ++at) {
+    if (text[at] == ' ' && !is_space(text[at - 1]) && !is_space(text[at + 1])) return at;
   }
   return std::string::npos;
 }
@@ -205,8 +200,8 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
         size_t begin = 0;
         bool first = true;
         while (piece_start != PieceStart::kWhole && text.size() - begin > 2 * piece_bytes) {
-          const size_t cut = find_cut(text, begin + piece_bytes, piece_bytes, begin);
-          if (cut == std::string::npos) break;  // no space to cut at: the rest goes whole
+          const size_t cut = find_cut(text, begin + piece_bytes);
+          if (cut == std::string::npos) break;  // no space left to cut at: the rest goes whole
           add(Piece{text.substr(begin, cut - begin), document.set_name, first, false,
                     document.part > 0});
           first = false;

@@ -11,8 +11,12 @@ namespace lctrain::io {
 namespace fs = std::filesystem;
 namespace {
 
-bool is_model_folder(const fs::path& dir) {
-  return fs::exists(dir / "config.json") || fs::exists(dir / "params.json");
+// The files of a model that a new save replaces: config, weights of every layout we read.
+bool is_model_file(const std::string& name) {
+  const auto starts = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+  return name == "config.json" || name == "params.json" || starts("model.safetensors") ||
+         (starts("model-") && fs::path(name).extension() == ".safetensors") ||
+         starts("pytorch_model") || starts("consolidated.");
 }
 
 void check_replaceable(const fs::path& out) {
@@ -21,10 +25,27 @@ void check_replaceable(const fs::path& out) {
   if (!fs::exists(status)) return;
   LCTRAIN_CHECK(fs::is_directory(status), "{} exists and is not a folder; refusing to replace it",
                 out.string());
-  LCTRAIN_CHECK(fs::is_empty(out) || is_model_folder(out),
-                "{} exists and is not a model folder (no config.json); refusing to replace it with "
-                "a model (choose another --out or empty it first)",
-                out.string());
+}
+
+// Everything else the old folder holds (tokenizer files, a README, subfolders) goes into the new
+// one as hard links, where the new one has nothing of that name: only the model is replaced.
+// Linked after the new files are written, so nothing written can reach the old folder's files.
+void carry_over(const fs::path& from, const fs::path& to, bool top) {
+  for (const auto& entry : fs::directory_iterator(from)) {
+    const fs::path target = to / entry.path().filename();
+    if (fs::exists(fs::symlink_status(target))) continue;
+    if (top && is_model_file(entry.path().filename().string())) continue;
+    if (entry.is_symlink()) {
+      fs::copy_symlink(entry.path(), target);
+    } else if (entry.is_directory()) {
+      fs::create_directory(target);
+      carry_over(entry.path(), target, false);
+    } else {
+      std::error_code error;
+      fs::create_hard_link(entry.path(), target, error);
+      if (error) fs::copy_file(entry.path(), target);
+    }
+  }
 }
 
 // Makes the renames in `dir` durable; failure loses no data, so it is not fatal.
@@ -80,6 +101,7 @@ void write_model_folder(const fs::path& out_path,
   fs::create_directory(staging);
   try {
     write(staging);
+    if (fs::exists(target)) carry_over(target, staging, true);
     sync_folder(staging);
     swap_in(staging, target, aside);
   } catch (...) {

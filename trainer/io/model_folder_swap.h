@@ -10,9 +10,10 @@
 namespace lctrain::io {
 
 // Writes the folder `out` through `write`, which fills the (empty) staging folder it is given.
-// `out` may be absent, an empty folder, or a model folder (holding config.json or params.json);
-// anything else (a file, a folder of other things) is refused before anything is written, since
-// the swap would delete it.
+// When `out` exists, its other files (tokenizer, README, subfolders: all but config.json,
+// params.json and weight files) are carried into the new folder as hard links unless `write`
+// wrote one of the same name: the model is replaced, nothing else is lost. A file at `out` is
+// refused before anything is written.
 void write_model_folder(const std::filesystem::path& out,
                         const std::function<void(const std::filesystem::path& staging)>& write);
 
