@@ -3,8 +3,10 @@
 // the extended window and rope_scaling, generation config, tokenizer files of the base model).
 #include <gtest/gtest.h>
 
-#include "support/training_job.h"
+#include <map>
+
 #include "io/safetensors.h"
+#include "support/training_job.h"
 #include "util/json_fields.h"
 
 namespace lctrain {
@@ -121,6 +123,72 @@ TEST_F(Export, BadInputEndsInOneClearError) {
                                           " --out " + quoted(scratch_ / "hf") + " --dtype int8");
   EXPECT_NE(dtype.exit_code, 0);
   EXPECT_TRUE(contains(dtype.output, "int8")) << dtype.output;
+}
+
+// Every file under `dir` (relative path -> bytes).
+std::map<std::string, std::string> folder_bytes(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) {
+      files[fs::relative(entry.path(), dir).string()] = testing::read_text(entry.path());
+    }
+  }
+  return files;
+}
+
+TEST_F(Export, RefusedExportLeavesAnExistingModelFolderByteForByte) {
+  ASSERT_EQ(job_.run("run", 1, "training.steps=5").exit_code, 0);
+  const fs::path out = scratch_ / "hf";
+  const std::string export_run =
+      "export --checkpoint " + quoted(job_.out("run")) + " --out " + quoted(out);
+  ASSERT_EQ(run_lctrain(export_run + " --max-shard-size 20KB").exit_code, 0);
+  const auto before = folder_bytes(out);
+  ASSERT_TRUE(before.count("model.safetensors.index.json"));
+
+  for (const std::string& bad : {std::string(" --max-shard-size 0"), std::string(" --dtype int8"),
+                                 std::string(" --max-shard-size lots")}) {
+    const CommandResult refused = run_lctrain(export_run + bad);
+    EXPECT_NE(refused.exit_code, 0) << bad;
+    EXPECT_EQ(folder_bytes(out), before) << bad << "\n" << refused.output;
+  }
+  const CommandResult zero = run_lctrain(export_run + " --max-shard-size 0");
+  EXPECT_TRUE(contains(zero.output, "must be positive")) << zero.output;
+  const CommandResult no_checkpoint =
+      run_lctrain("export --checkpoint " + quoted(scratch_ / "nothing") + " --out " + quoted(out));
+  EXPECT_NE(no_checkpoint.exit_code, 0);
+  EXPECT_EQ(folder_bytes(out), before);
+  // No staging folder is left behind by the refused exports.
+  for (const auto& entry : fs::directory_iterator(scratch_.path())) {
+    EXPECT_FALSE(contains(entry.path().filename().string(), ".partial-")) << entry.path();
+  }
+
+  // A successful export replaces the folder whole: no shard of the earlier, sharded export stays.
+  ASSERT_EQ(run_lctrain(export_run + " --dtype f32").exit_code, 0);
+  EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(out / "model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(out / "model-00001-of-00002.safetensors"));
+}
+
+TEST_F(Export, KeepsTheFoldersOtherFilesAndRefusesAFile) {
+  ASSERT_EQ(job_.run("run", 1, "training.steps=5").exit_code, 0);
+  const fs::path out = scratch_ / "notes";
+  testing::write_text(out / "todo.txt", "keep me");
+  testing::write_text(out / "docs" / "README.md", "and me");
+  const std::string export_run =
+      "export --checkpoint " + quoted(job_.out("run")) + " --out " + quoted(out);
+  for (int round = 0; round < 2; ++round) {
+    const CommandResult exported = run_lctrain(export_run);
+    ASSERT_EQ(exported.exit_code, 0) << exported.output;
+    EXPECT_EQ(testing::read_text(out / "todo.txt"), "keep me");
+    EXPECT_EQ(testing::read_text(out / "docs" / "README.md"), "and me");
+    EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  }
+  testing::write_text(scratch_ / "file", "not a folder");
+  const CommandResult refused = run_lctrain("export --checkpoint " + quoted(job_.out("run")) +
+                                            " --out " + quoted(scratch_ / "file"));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_TRUE(contains(refused.output, "is not a folder")) << refused.output;
+  EXPECT_EQ(testing::read_text(scratch_ / "file"), "not a folder");
 }
 
 }  // namespace

@@ -335,6 +335,11 @@ TEST_F(CliBadInput, MissingModelFolder) {
   expect_clean_failure("inspect " + quoted(missing), {missing.string()});
 }
 
+TEST_F(CliBadInput, InspectGivenAFileSaysWhatItExpected) {
+  const auto file = fixture_dir("tiny-llama-parity") / "config.json";
+  expect_clean_failure("inspect " + quoted(file), {file.string(), "is a file", "folder"});
+}
+
 TEST_F(CliBadInput, ConfigIsNotJson) {
   const auto dir = copy_fixture();
   write_text(dir / "config.json", "{\"hidden_size\": 64, \"vocab_size\": ");

@@ -11,6 +11,7 @@
 namespace lctrain {
 namespace {
 
+namespace fs = std::filesystem;
 using testing::fixture_dir;
 using testing::run_command;
 using testing::ScratchDir;
@@ -32,7 +33,8 @@ TEST_P(ForwardParity, MatchesReferenceLogitsInFloat32) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
 
   const auto actual = io::SafetensorsFile::open(out).tensor("logits");
-  const auto expected = io::SafetensorsFile::open(fixture / "expected_logits.safetensors").tensor(name);
+  const auto expected =
+      io::SafetensorsFile::open(fixture / "expected_logits.safetensors").tensor(name);
   ASSERT_EQ(actual.scalar_type(), torch::kFloat32);
   ASSERT_EQ(actual.sizes(), expected.sizes());
   const double max_abs = (actual - expected).abs().max().item<double>();
@@ -52,6 +54,36 @@ TEST(ForwardParity, ScalingChangesLogitsBeyondTheWindow) {
   for (const char* name : {"linear2", "linear4", "dynamic4", "yarn4", "llama3_4"}) {
     EXPECT_GT((plain - expected.tensor(name)).abs().max().item<double>(), 1e-2) << name;
   }
+}
+
+TEST(ForwardParity, OutOfRangeRopeScalingIsRefusedNamingTheKeyAndSource) {
+  const auto fixture = fixture_dir("tiny-llama-parity");
+  ScratchDir scratch;
+  const auto forward = [&](const fs::path& model, const std::string& extra) {
+    return run_command(testing::lctrain_binary().string() + " forward --model " +
+                       testing::quoted(model) + " --ids " + testing::quoted(fixture / "ids.txt") +
+                       " --out " + testing::quoted(scratch / "logits.safetensors") +
+                       " --dtype f32" + extra);
+  };
+  for (const char* bad : {R"({"rope_type":"yarn","factor":4,"beta_fast":-1})",
+                          R"({"rope_type":"yarn","factor":4,"beta_slow":1e9})",
+                          R"({"rope_type":"yarn","factor":4,"beta_fast":1,"beta_slow":32})"}) {
+    const auto result = forward(fixture, " --rope-scaling " + testing::quoted(std::string(bad)));
+    EXPECT_NE(result.exit_code, 0) << bad << "\n" << result.output;
+    EXPECT_TRUE(testing::contains(result.output, "--rope-scaling")) << result.output;
+    EXPECT_TRUE(testing::contains(result.output, "beta_")) << result.output;
+    EXPECT_FALSE(fs::exists(scratch / "logits.safetensors"));
+  }
+  // The same from a model's config.json names that file.
+  const fs::path model = scratch / "model";
+  fs::copy(fixture, model);
+  auto config = read_json_file(model / "config.json");
+  config["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"beta_fast", -1}};
+  testing::write_text(model / "config.json", config.dump(2));
+  const auto result = forward(model, "");
+  EXPECT_NE(result.exit_code, 0) << result.output;
+  EXPECT_TRUE(testing::contains(result.output, (model / "config.json").string())) << result.output;
+  EXPECT_TRUE(testing::contains(result.output, "beta_fast")) << result.output;
 }
 
 }  // namespace

@@ -126,5 +126,15 @@ TEST_F(TrainCommand, BadRecipesAndDataEndInOneClearError) {
   }
 }
 
+TEST_F(TrainCommand, AFolderGivenAsConfigIsRefused) {
+  std::filesystem::create_directories(scratch_ / "recipes");
+  const auto result = run_command(quoted(testing::lctrain_binary()) + " train --config " +
+                                  quoted(scratch_ / "recipes"));
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find((scratch_ / "recipes").string() + " is a folder"), std::string::npos)
+      << result.output;
+  EXPECT_FALSE(std::filesystem::exists(scratch_ / "out"));
+}
+
 }  // namespace
 }  // namespace lctrain

@@ -149,6 +149,98 @@ TEST_F(PrepareData, CorruptOrUnsupportedInputIsAClearError) {
   }
 }
 
+// A long document of words, single and double spaces, newlines, tabs and non-ASCII text.
+std::string long_document(size_t bytes) {
+  const char* words[] = {"the", "grass", "is", "green,", "é", "✓", "sky", "blue.", "x", "Zebra"};
+  const char* gaps[] = {" ", " ", " ", "  ", "\n", " \n ", "\t", " "};
+  std::string text;
+  for (size_t i = 0; text.size() < bytes; ++i) {
+    text += words[(i * 7 + i / 3) % 10];
+    text += gaps[(i * 5 + i / 11) % 8];
+  }
+  return text + "end";
+}
+
+TEST_F(PrepareData, LongDocumentsInPiecesGiveTheTokensOfTheWholeDocument) {
+  std::ofstream jsonl(scratch_ / "long.jsonl");
+  for (const size_t bytes : {size_t{200'000}, size_t{30}, size_t{50'000}}) {
+    jsonl << nlohmann::json{{"text", long_document(bytes)}}.dump() << "\n";
+  }
+  jsonl.close();
+  write_text(scratch_ / "long.txt", long_document(70'000));
+  const fs::path plain = testing::train_test_tokenizer(scratch_ / "plain", 300, false);
+  for (const fs::path& tokenizer : {tokenizer_, plain}) {
+    const auto run = [&](const std::string& out, const std::string& extra) {
+      const auto result =
+          run_lctrain("prepare-data --input " + quoted(scratch_ / "long.jsonl") + " " +
+                      quoted(scratch_ / "long.txt") + " --tokenizer " + quoted(tokenizer) +
+                      " --out " + quoted(scratch_ / out) + " --workers 2 --add-bos " + extra);
+      EXPECT_EQ(result.exit_code, 0) << result.output;
+    };
+    run("whole", "--piece-bytes 64MB");
+    run("pieces", "--piece-bytes 1KiB");  // hundreds of cuts
+    EXPECT_EQ(testing::read_text(scratch_ / "pieces" / "shard-00000.bin"),
+              testing::read_text(scratch_ / "whole" / "shard-00000.bin"))
+        << tokenizer;
+    const auto whole = read_json_file(scratch_ / "whole" / "manifest.json");
+    const auto pieces = read_json_file(scratch_ / "pieces" / "manifest.json");
+    for (const char* key : {"documents", "tokens", "bytes", "sets"}) {
+      EXPECT_EQ(pieces.at(key), whole.at(key)) << key;
+    }
+    EXPECT_EQ(pieces.at("documents"), 4);
+    fs::remove_all(scratch_ / "whole");
+    fs::remove_all(scratch_ / "pieces");
+  }
+}
+
+TEST_F(PrepareData, DocumentsAboveTheMaximumAreSkippedOrSplitAndCounted) {
+  std::ofstream jsonl(scratch_ / "mixed.jsonl");
+  jsonl << nlohmann::json{{"text", "short one"}}.dump() << "\n"
+        << nlohmann::json{{"text", long_document(30'000)}}.dump() << "\n"
+        << nlohmann::json{{"text", "short two"}}.dump() << "\n";
+  jsonl.close();
+  write_text(scratch_ / "book.txt", long_document(25'000));
+  const auto result =
+      run_lctrain("prepare-data --input " + quoted(scratch_ / "mixed.jsonl") + " " +
+                  quoted(scratch_ / "book.txt") + " --tokenizer " + quoted(tokenizer_) + " --out " +
+                  quoted(scratch_ / "shards") + " --max-document-bytes 10KB");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_TRUE(contains(result.output, "mixed.jsonl:2:")) << result.output;
+  const auto manifest = read_json_file(scratch_ / "shards" / "manifest.json");
+  EXPECT_EQ(manifest.at("bad_lines").at("too_long"), 1);
+  EXPECT_EQ(manifest.at("max_document_bytes"), 10'000);
+  // 25 KB of text in parts of at most 10 KB: three documents, two of them split off.
+  EXPECT_EQ(manifest.at("split_documents"), 2);
+  EXPECT_EQ(manifest.at("sets").at("book.txt").at("documents"), 3);
+  EXPECT_EQ(manifest.at("sets").at("mixed.jsonl").at("documents"), 2);
+  // The parts hold the whole file: nothing lost at the cuts.
+  EXPECT_EQ(manifest.at("sets").at("book.txt").at("bytes"), long_document(25'000).size());
+
+  const auto refused = run_lctrain("prepare-data --input " + quoted(scratch_ / "mixed.jsonl") +
+                                   " --tokenizer " + quoted(tokenizer_) + " --out " +
+                                   quoted(scratch_ / "zero") + " --max-document-bytes 0");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_TRUE(contains(refused.output, "--max-document-bytes")) << refused.output;
+}
+
+TEST_F(PrepareData, AManifestWithANonsenseVocabularySizeIsRefused) {
+  ASSERT_EQ(prepare("shards").exit_code, 0);
+  const fs::path manifest_path = scratch_ / "shards" / "manifest.json";
+  auto manifest = read_json_file(manifest_path);
+  for (const nlohmann::json& bad : {nlohmann::json(-5), nlohmann::json("lots")}) {
+    manifest["vocab_size"] = bad;
+    write_text(manifest_path, manifest.dump(1));
+    const auto result =
+        run_lctrain("eval ppl --model " + quoted(testing::fixture_dir("tiny-llama-parity")) +
+                    " --data " + quoted(scratch_ / "shards") + " --context 16 --stride 4");
+    EXPECT_EQ(result.exit_code, 1) << bad << "\n" << result.output;
+    EXPECT_TRUE(contains(result.output, manifest_path.string())) << result.output;
+    EXPECT_TRUE(
+        contains(result.output, "'vocab_size' must be a positive integer, got " + bad.dump()))
+        << result.output;
+  }
+}
+
 TEST(TokenShards, WideVocabulariesUseFourBytesAndDamageIsRefused) {
   ScratchDir scratch;
   data::TokenShardWriter writer(scratch.path(), 4, 3);

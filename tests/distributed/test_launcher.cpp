@@ -233,6 +233,25 @@ TEST(Launch, KillsARankThatIgnoresSigtermAfterTheKillTimeout) {
   expect_all_gone(scratch, "sleep.", 1);
 }
 
+TEST(Launch, NamesAStoppedRankRatherThanThePeerThatGaveUpOnIt) {
+  // Rank 1 stops itself (as SIGSTOP or a debugger would); rank 0 then fails as a timed-out
+  // collective does. The stopped rank is the cause.
+  ScratchDir scratch;
+  const std::string script = R"(
+if [ "$RANK" = 1 ]; then echo $$ > "$DIR/shell.1"; kill -STOP $$; fi
+while [ ! -f "$DIR/shell.1" ]; do sleep 0.02; done
+sleep 0.5
+echo "rank 0: collective timed out" >&2
+exit 1
+)";
+  const auto result = lctrain("launch --nproc-per-node 2 --kill-timeout 1 -- " +
+                              worker(scratch, "worker.sh", script));
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "rank 1 is stopped")) << result.output;
+  EXPECT_TRUE(contains(result.output, "rank 0 exited with code 1 waiting for it")) << result.output;
+  expect_all_gone(scratch, "shell.", 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Signals sent to the launcher.
 

@@ -136,5 +136,99 @@ TEST_F(EvalCommand, BadOptionsAreNamed) {
   EXPECT_TRUE(contains(both.output, "excludes")) << both.output;
 }
 
+TEST_F(EvalCommand, AnEmptyDataFolderIsBlamedOnTheData) {
+  // The model folder has no tokenizer: the data must be what the error is about.
+  const fs::path bare = scratch_ / "bare";
+  fs::create_directories(bare);
+  for (const char* file : {"config.json", "model.safetensors"}) {
+    fs::copy_file(model_ / file, bare / file);
+  }
+  fs::create_directories(scratch_ / "empty");
+  const auto result = run_lctrain("eval ppl --model " + quoted(bare) + " --data " +
+                                  quoted(scratch_ / "empty") + " --context 16 --stride 4");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "neither token shards")) << result.output;
+  EXPECT_FALSE(contains(result.output, "tokenizer")) << result.output;
+}
+
+TEST_F(EvalCommand, ATokenizerLargerThanTheModelsVocabularyIsRefused) {
+  // 300 pieces against the model's vocab_size of 257, whatever the prompt.
+  const fs::path big = scratch_ / "big-tokenizer";
+  const fs::path tokenizer = testing::train_test_tokenizer(big, 300);
+  const std::string with_big = "--model " + quoted(model_) + " --tokenizer " + quoted(tokenizer);
+  const auto expect_refused = [&](const std::string& args) {
+    const auto result = run_lctrain(args);
+    EXPECT_EQ(result.exit_code, 1) << args << "\n" << result.output;
+    EXPECT_TRUE(contains(result.output, tokenizer.string() + " has 300 pieces")) << result.output;
+    EXPECT_TRUE(contains(result.output, (model_ / "config.json").string())) << result.output;
+    EXPECT_TRUE(contains(result.output, "vocab_size 257")) << result.output;
+  };
+  expect_refused("generate " + with_big + " --prompt t --max-new-tokens 2");
+  expect_refused("generate " + with_big + " --prompt the --max-new-tokens 2");
+  expect_refused("eval ppl " + with_big + " --data " + quoted(scratch_ / "docs.jsonl") +
+                 " --context 16 --stride 4");
+  expect_refused("eval passkey " + with_big + " --lengths 64 --trials 1");
+  // The model's own, smaller tokenizer still runs.
+  const auto own =
+      run_lctrain("generate --model " + quoted(model_) + " --prompt t --max-new-tokens 2");
+  EXPECT_EQ(own.exit_code, 0) << own.output;
+}
+
+TEST_F(EvalCommand, LengthsThatCannotFitAreRefusedUpFrontWithTheMemoryNeeded) {
+  // A billion-token passkey prompt: terabytes of KV cache and attention workspace.
+  const auto passkey =
+      run_lctrain("eval passkey --model " + quoted(model_) + " --lengths 256,1000000000");
+  EXPECT_EQ(passkey.exit_code, 1) << passkey.output;
+  EXPECT_TRUE(contains(passkey.output, "k = 1000000000 would need about")) << passkey.output;
+  EXPECT_TRUE(contains(passkey.output, "KV cache")) << passkey.output;
+  EXPECT_TRUE(contains(passkey.output, "TB")) << passkey.output;
+  EXPECT_TRUE(contains(passkey.output, "this machine has")) << passkey.output;
+  const auto generate = run_lctrain("generate --model " + quoted(model_) +
+                                    " --prompt the --max-new-tokens 10000000000");
+  EXPECT_EQ(generate.exit_code, 1) << generate.output;
+  EXPECT_TRUE(contains(generate.output, "--max-new-tokens 10000000000")) << generate.output;
+  EXPECT_TRUE(contains(generate.output, "would need about")) << generate.output;
+  // Without the cache every step recomputes the whole sequence: refused as well.
+  const auto uncached = run_lctrain("generate --model " + quoted(model_) +
+                                    " --prompt the --no-cache --max-new-tokens 1000000000");
+  EXPECT_EQ(uncached.exit_code, 1) << uncached.output;
+  EXPECT_TRUE(contains(uncached.output, "attention workspace")) << uncached.output;
+  // Ordinary lengths still run.
+  const auto small =
+      run_lctrain("generate --model " + quoted(model_) + " --prompt the --max-new-tokens 3");
+  EXPECT_EQ(small.exit_code, 0) << small.output;
+}
+
+TEST_F(EvalCommand, PerplexityOverNoScoredTokenIsAnErrorSayingWhy) {
+  const std::string ppl = "eval ppl --model " + quoted(model_) + " --data " +
+                          quoted(scratch_ / "docs.jsonl") + " --context 16 --stride 4 --json " +
+                          quoted(scratch_ / "ppl.json");
+  // One token per document: its first token is never predicted, so nothing would be scored.
+  const auto one_token = run_lctrain(ppl + " --max-tokens 1");
+  EXPECT_EQ(one_token.exit_code, 1) << one_token.output;
+  EXPECT_TRUE(contains(one_token.output, "--max-tokens 1 leaves nothing to score"))
+      << one_token.output;
+  EXPECT_FALSE(contains(one_token.output, "nan")) << one_token.output;
+  // Every document shorter than asked.
+  const auto too_short = run_lctrain(ppl + " --min-tokens 100000");
+  EXPECT_EQ(too_short.exit_code, 1) << too_short.output;
+  EXPECT_TRUE(contains(too_short.output, "no document of at least 100000 tokens"))
+      << too_short.output;
+  // A corpus whose only document is a single token.
+  testing::write_text(scratch_ / "tiny.jsonl", nlohmann::json{{"text", "the"}}.dump() + "\n");
+  const auto tiny = run_lctrain("eval ppl --model " + quoted(model_) + " --data " +
+                                quoted(scratch_ / "tiny.jsonl") + " --context 16 --stride 4");
+  EXPECT_EQ(tiny.exit_code, 1) << tiny.output;
+  EXPECT_TRUE(contains(tiny.output, "no document of at least 2 tokens")) << tiny.output;
+  EXPECT_FALSE(fs::exists(scratch_ / "ppl.json"));
+  // Two tokens is the least that scores one.
+  const auto two = run_lctrain(ppl + " --max-tokens 2");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const auto report = read_json_file(scratch_ / "ppl.json");
+  EXPECT_EQ(report.at("windows").at(0).at("tokens").get<int64_t>(),
+            static_cast<int64_t>(report.at("per_document").size()));
+  EXPECT_TRUE(report.at("windows").at(0).at("perplexity").is_number());
+}
+
 }  // namespace
 }  // namespace lctrain

@@ -14,14 +14,16 @@ constexpr double kTheta = 10000.0;
 
 std::vector<double> plain_frequencies(int64_t dim, double theta) {
   std::vector<double> frequencies;
-  for (int64_t i = 0; i < dim; i += 2) frequencies.push_back(1.0 / std::pow(theta, double(i) / dim));
+  for (int64_t i = 0; i < dim; i += 2)
+    frequencies.push_back(1.0 / std::pow(theta, double(i) / dim));
   return frequencies;
 }
 
 void expect_frequencies(const RopeFrequencies& actual, const std::vector<double>& expected) {
   ASSERT_EQ(actual.inverse_frequencies.numel(), static_cast<int64_t>(expected.size()));
   for (size_t i = 0; i < expected.size(); ++i) {
-    EXPECT_NEAR(actual.inverse_frequencies[i].item<double>(), expected[i], 1e-6 * expected[i] + 1e-9)
+    EXPECT_NEAR(actual.inverse_frequencies[i].item<double>(), expected[i],
+                1e-6 * expected[i] + 1e-9)
         << "frequency " << i;
   }
 }
@@ -82,7 +84,8 @@ TEST(Rope, YarnBlendsAndScalesAttention) {
   for (size_t i = 0; i < plain.size(); ++i) {
     const double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);
     const double extrapolation_weight = 1.0 - ramp;
-    expected.push_back(plain[i] / 4.0 * (1 - extrapolation_weight) + plain[i] * extrapolation_weight);
+    expected.push_back(plain[i] / 4.0 * (1 - extrapolation_weight) +
+                       plain[i] * extrapolation_weight);
   }
   expect_frequencies(frequencies, expected);
   // The attention factor multiplies the tables.
@@ -157,6 +160,65 @@ TEST(RopeScaling, RejectsBadInputWithTheKeyNamed) {
             std::string::npos);
   EXPECT_NE(message("{not json").find("--rope-scaling"), std::string::npos);
   EXPECT_NE(message("[1,2]").find("object"), std::string::npos);
+}
+
+TEST(RopeScaling, RangeChecksEveryYarnAndLlama3Setting) {
+  const auto message = [](const std::string& text) {
+    try {
+      RopeScaling::from_json_text(text, "--rope-scaling");
+    } catch (const Error& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  const auto expect_refused = [&](const std::string& text, const std::string& key) {
+    const std::string error = message(text);
+    EXPECT_NE(error.find(key), std::string::npos) << text << " -> " << error;
+    EXPECT_NE(error.find("--rope-scaling"), std::string::npos) << text << " -> " << error;
+  };
+  const std::string yarn = R"({"rope_type":"yarn","factor":4,)";
+  expect_refused(yarn + R"("beta_fast":-1})", "beta_fast");
+  expect_refused(yarn + R"("beta_slow":-2})", "beta_slow");
+  expect_refused(yarn + R"("beta_slow":1e9})", "beta_slow");               // above beta_fast 32
+  expect_refused(yarn + R"("beta_fast":1,"beta_slow":32})", "beta_fast");  // swapped
+  expect_refused(yarn + R"("attention_factor":0})", "attention_factor");
+  expect_refused(yarn + R"("attention_factor":-1})", "attention_factor");
+  expect_refused(yarn + R"("mscale":-0.7,"mscale_all_dim":1})", "mscale");
+  expect_refused(yarn + R"("mscale":1,"mscale_all_dim":-1})", "mscale_all_dim");
+  expect_refused(R"({"rope_type":"dynamic","factor":0.5})", "factor");
+  expect_refused(R"({"rope_type":"llama3","factor":8,"low_freq_factor":4,"high_freq_factor":1,)"
+                 R"("original_max_position_embeddings":8192})",
+                 "high_freq_factor");
+  expect_refused(R"({"rope_type":"llama3","factor":8,"low_freq_factor":-1,"high_freq_factor":4,)"
+                 R"("original_max_position_embeddings":8192})",
+                 "low_freq_factor");
+  // What transformers accepts still parses: its defaults, a zero beta or mscale meaning "unset".
+  EXPECT_EQ(message(yarn + R"("beta_fast":0,"beta_slow":0,"mscale":0,"mscale_all_dim":0})"),
+            "no error");
+  EXPECT_EQ(
+      message(yarn + R"("beta_fast":16,"beta_slow":2,"mscale":0.707,"mscale_all_dim":0.707})"),
+      "no error");
+}
+
+TEST(Rope, FrequenciesThatAreNotFiniteAreRefused) {
+  // Each setting passes on its own, but the interpolated frequencies underflow to zero.
+  const RopeScaling yarn =
+      RopeScaling::from_json_text(R"({"rope_type":"yarn","factor":1e300})", "t");
+  std::string error = "no error";
+  try {
+    compute_rope_frequencies(yarn, kHeadDim, kTheta, 64, 64);
+  } catch (const Error& caught) {
+    error = caught.what();
+  }
+  EXPECT_NE(error.find("not finite"), std::string::npos) << error;
+  // An overflowing dynamic NTK base.
+  error = "no error";
+  try {
+    compute_rope_frequencies(RopeScaling::dynamic(1e300), kHeadDim, kTheta, 64, 1 << 20);
+  } catch (const Error& caught) {
+    error = caught.what();
+  }
+  EXPECT_NE(error.find("not finite"), std::string::npos) << error;
 }
 
 }  // namespace

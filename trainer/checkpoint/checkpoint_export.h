@@ -28,7 +28,9 @@ struct ExportOptions {
   uint64_t max_shard_bytes = uint64_t{5} * 1000 * 1000 * 1000;
 };
 
-// Writes `out` (created; earlier weight files in it are replaced). Returns the files it wrote.
+// Writes the model folder `out` in a new sibling folder swapped in once complete
+// (io/model_folder_swap.h): an existing model folder there is replaced whole, and stays byte for
+// byte as it was when the export is refused or fails. Returns the files it wrote.
 std::vector<std::string> export_hugging_face(const std::filesystem::path& checkpoint_dir,
                                              const std::filesystem::path& out,
                                              const ExportOptions& options);

@@ -12,6 +12,7 @@
 #include "eval/eval_documents.h"
 #include "eval/passkey.h"
 #include "eval/sliding_window.h"
+#include "model/memory_estimate.h"
 #include "model/rope_windows.h"
 #include "util/error.h"
 #include "util/logging.h"
@@ -52,11 +53,14 @@ void run_perplexity(const PerplexityOptions& options) {
                   "--stride {} must be positive and smaller than every window (--context {})",
                   options.window.stride, context);
   }
+  options.selection.validate();
+  // Token shards need no tokenizer unless BOS is added; text always does. What the data is (or
+  // that it is nothing usable) is settled first, so that an empty folder is not blamed on a
+  // missing tokenizer.
+  const bool shards = eval::is_token_shards(options.data);
+  if (!shards) eval::corpus_files(options.data);
   LlamaModel model = options.model.load();
   std::optional<io::Tokenizer> tokenizer;
-  // Token shards need no tokenizer unless BOS is added; text always does.
-  const bool shards =
-      std::filesystem::exists(std::filesystem::path(options.data) / "manifest.json");
   if (!shards || options.selection.add_bos) tokenizer = options.model.load_tokenizer();
   const auto documents = eval::load_eval_documents(options.data, tokenizer ? &*tokenizer : nullptr,
                                                    model.config().eos_token_id, options.selection);
@@ -93,6 +97,11 @@ void run_perplexity(const PerplexityOptions& options) {
     }
     const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - started;
     progress.clear();
+    // A perplexity over no token is no figure at all (NaN in the table, null in the JSON).
+    LCTRAIN_CHECK(overall.tokens > 0,
+                  "{}: no token was scored at window {} ({} documents of {} tokens): nothing to "
+                  "report",
+                  options.data, context, documents.size(), total_tokens);
     log()->info("window {:>6}: perplexity {:.4f} over {} tokens ({:.1f} s, {:.0f} tokens/s)",
                 context, overall.perplexity(), overall.tokens, seconds.count(),
                 overall.tokens / std::max(seconds.count(), 1e-9));
@@ -132,8 +141,17 @@ void run_perplexity(const PerplexityOptions& options) {
 void run_passkey(const PasskeyOptions& options) {
   LCTRAIN_CHECK(!options.lengths.empty(), "--lengths needs at least one distance");
   LCTRAIN_CHECK(options.trials > 0, "--trials must be positive, got {}", options.trials);
-  LlamaModel model = options.model.load();
   const io::Tokenizer tokenizer = options.model.load_tokenizer();
+  // A prompt holds at least k tokens; one that cannot fit is refused before the weights are read.
+  const io::ModelLoadOptions load = options.model.to_load_options();
+  const LlamaConfig config = options.model.load_config().config;
+  for (const int64_t length : options.lengths) {
+    LCTRAIN_CHECK(length > 0, "--lengths must be positive, got {}", length);
+    check_fits_in_memory(estimate_generation_memory(config, load.dtype, load.device,
+                                                    static_cast<double>(length), 8.0),
+                         load.device, fmt::format("eval passkey at k = {}", length));
+  }
+  LlamaModel model = options.model.load();
   std::mt19937_64 random(options.seed);
   std::vector<eval::PasskeyResult> results;
   ProgressBar progress(static_cast<int64_t>(options.lengths.size()) * options.trials, true);

@@ -5,6 +5,7 @@
 #include "cli/model_options.h"
 #include "io/tokenizer.h"
 #include "model/generate.h"
+#include "model/memory_estimate.h"
 #include "util/logging.h"
 
 namespace lctrain::cli {
@@ -28,8 +29,17 @@ Action add_generate_command(CLI::App& app) {
 
   return [options] {
     const io::Tokenizer tokenizer = options->model.load_tokenizer();
-    LlamaModel model = options->model.load();
     const std::vector<int64_t> prompt = tokenizer.encode(options->prompt);
+    // Refused before the weights are read when the sequence cannot fit.
+    const io::ModelLoadOptions load = options->model.to_load_options();
+    check_fits_in_memory(estimate_generation_memory(options->model.load_config().config, load.dtype,
+                                                    load.device, static_cast<double>(prompt.size()),
+                                                    static_cast<double>(options->max_new_tokens),
+                                                    !options->no_cache),
+                         load.device,
+                         fmt::format("generate --max-new-tokens {} after a {}-token prompt",
+                                     options->max_new_tokens, prompt.size()));
+    LlamaModel model = options->model.load();
     GenerateOptions generate;
     generate.max_new_tokens = options->max_new_tokens;
     generate.stop_token =

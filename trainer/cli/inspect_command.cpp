@@ -9,6 +9,7 @@
 #include "io/hf_model_dir.h"
 #include "io/sharded_safetensors.h"
 #include "model/rope_windows.h"
+#include "util/error.h"
 
 namespace lctrain::cli {
 namespace {
@@ -72,6 +73,12 @@ Action add_inspect_command(CLI::App& app) {
       ->required();
 
   return [model_dir] {
+    const std::filesystem::path path = *model_dir;
+    LCTRAIN_CHECK(std::filesystem::exists(path), "{} does not exist", path.string());
+    LCTRAIN_CHECK(std::filesystem::is_directory(path),
+                  "{} is a file; inspect takes a folder: a Hugging Face model folder "
+                  "(config.json + weights), a checkpoint folder (manifest.json) or a run folder",
+                  path.string());
     if (is_checkpoint_path(*model_dir)) return describe_checkpoints(*model_dir);
     const LlamaConfig config = io::load_config(*model_dir);
     const io::ShardedSafetensors checkpoint = io::ShardedSafetensors::open_dir(*model_dir);

@@ -67,16 +67,48 @@ LlamaModel ModelOptions::load() const {
   return LlamaModel(std::move(config), std::move(weights), std::move(runtime));
 }
 
-io::Tokenizer ModelOptions::load_tokenizer() const {
-  if (!tokenizer_file.empty()) return io::Tokenizer::load(tokenizer_file);
-  if (!model_dir.empty()) return io::Tokenizer::from_model_dir(model_dir);
+ModelOptions::ConfigSource ModelOptions::load_config() const {
+  LCTRAIN_CHECK(!model_dir.empty() || !checkpoint_dir.empty(),
+                "a model is required: --model HF_DIR or --checkpoint DIR");
+  if (!model_dir.empty()) {
+    const std::filesystem::path dir = model_dir;
+    const auto file =
+        std::filesystem::exists(dir / "config.json") ? dir / "config.json" : dir / "params.json";
+    return {io::load_config(dir), file.string()};
+  }
+  const auto dir = checkpoint::resolve(checkpoint_dir);
+  const checkpoint::Manifest manifest = checkpoint::Manifest::read(dir);
+  const std::string file = (dir / "manifest.json").string();
+  return {LlamaConfig::from_json(manifest.model_config, file + " model.config"), file};
+}
+
+std::filesystem::path ModelOptions::tokenizer_path() const {
+  if (!tokenizer_file.empty()) return tokenizer_file;
+  LCTRAIN_CHECK(!model_dir.empty() || !checkpoint_dir.empty(),
+                "a model is required: --model HF_DIR or --checkpoint DIR");
+  if (!model_dir.empty()) return std::filesystem::path(model_dir) / "tokenizer.model";
   const auto dir = checkpoint::resolve(checkpoint_dir);
   const checkpoint::Manifest manifest = checkpoint::Manifest::read(dir);
   LCTRAIN_CHECK(!manifest.base_model.empty(),
                 "{}: the run started from random weights, so no tokenizer comes with it; pass "
                 "--tokenizer tokenizer.model",
                 dir.string());
-  return io::Tokenizer::from_model_dir(manifest.base_model);
+  return std::filesystem::path(manifest.base_model) / "tokenizer.model";
+}
+
+io::Tokenizer ModelOptions::load_tokenizer() const {
+  const std::filesystem::path path = tokenizer_path();
+  io::Tokenizer tokenizer = tokenizer_file.empty()
+                                ? io::Tokenizer::from_model_dir(path.parent_path())
+                                : io::Tokenizer::load(path);
+  // A piece id at or past vocab_size indexes outside the embedding table: garbage or a late
+  // failure depending on the text. Fewer pieces than vocab_size is common (padded tables).
+  const ConfigSource config = load_config();
+  LCTRAIN_CHECK(tokenizer.vocab_size() <= config.config.vocab_size,
+                "tokenizer {} has {} pieces but the model ({}) has vocab_size {}: they do not "
+                "belong together (pass the model's own --tokenizer)",
+                path.string(), tokenizer.vocab_size(), config.file, config.config.vocab_size);
+  return tokenizer;
 }
 
 std::string ModelOptions::source() const { return model_dir.empty() ? checkpoint_dir : model_dir; }

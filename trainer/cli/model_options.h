@@ -23,8 +23,17 @@ struct ModelOptions {
   io::ModelLoadOptions to_load_options() const;
   // The model, from --model or --checkpoint (one of them is required).
   LlamaModel load() const;
+  // The model's config alone (cheap: no weights), and the file it was read from.
+  struct ConfigSource {
+    LlamaConfig config;
+    std::string file;
+  };
+  ConfigSource load_config() const;
   // --tokenizer, else the model folder's tokenizer.model, else (for a checkpoint) its base
   // model's.
+  std::filesystem::path tokenizer_path() const;
+  // That tokenizer, refused (naming both files and sizes) when it has more pieces than the
+  // model's vocab_size.
   io::Tokenizer load_tokenizer() const;
   // The folder the model comes from, for messages and reports.
   std::string source() const;

@@ -3,6 +3,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -46,20 +47,36 @@ class LineSource {
   LineSource(const LineSource&) = delete;
   LineSource& operator=(const LineSource&) = delete;
 
-  // The next line without its newline; false at the end.
-  bool next(std::string& line) {
+  // The next line without its newline; false at the end. A line longer than `max_bytes` is
+  // read past without being kept: `line` is then empty and `dropped` holds its length.
+  bool next(std::string& line, uint64_t max_bytes, uint64_t& dropped) {
+    dropped = 0;
     while (true) {
       const size_t newline = pending_.find('\n', scan_from_);
       if (newline != std::string::npos) {
-        line.assign(pending_, 0, newline);
-        pending_.erase(0, newline + 1);
+        if (dropped > 0 || newline > max_bytes) {
+          dropped += newline;
+          line.clear();
+          pending_.erase(0, newline + 1);
+        } else {
+          take_line(line, newline);
+        }
         scan_from_ = 0;
         return true;
       }
+      if (pending_.size() > max_bytes) {
+        dropped += pending_.size();  // too long already: the rest of the line is only skipped
+        pending_.clear();
+      }
       scan_from_ = pending_.size();
       if (!fill()) {
-        if (pending_.empty()) return false;
-        line.swap(pending_);
+        if (pending_.empty() && dropped == 0) return false;
+        if (dropped > 0 || pending_.size() > max_bytes) {
+          dropped += pending_.size();
+          line.clear();
+        } else {
+          line.swap(pending_);
+        }
         pending_.clear();
         scan_from_ = 0;
         return true;
@@ -67,9 +84,32 @@ class LineSource {
     }
   }
 
+  // Appends the next decoded bytes of the file (whatever lines they hold) to `text`; false at
+  // the end.
+  bool next_bytes(std::string& text) {
+    if (pending_.empty() && !fill()) return false;
+    text += pending_;
+    pending_.clear();
+    scan_from_ = 0;
+    return true;
+  }
+
   uint64_t bytes_read() const { return bytes_read_; }
 
  private:
+  // Moves the first `length` bytes of pending_ (and its newline) out into `line`. A long line
+  // takes pending_'s buffer instead of a copy, so it is never held twice.
+  void take_line(std::string& line, size_t length) {
+    if (length > (1u << 20)) {
+      line.swap(pending_);
+      pending_.assign(line, length + 1, std::string::npos);
+      line.resize(length);
+    } else {
+      line.assign(pending_, 0, length);
+      pending_.erase(0, length + 1);
+    }
+  }
+
   struct FreeStream {
     void operator()(ZSTD_DStream* stream) const { ZSTD_freeDStream(stream); }
   };
@@ -212,25 +252,59 @@ bool is_corpus_file(const fs::path& path) {
   return false;
 }
 
-void read_documents(const fs::path& path, const std::function<void(Document&&)>& consume,
-                    BadLines& bad, const std::function<void(uint64_t)>& on_bytes) {
+namespace {
+
+// Where a .txt file longer than the maximum is cut: after the last newline (else space) in the
+// second half of `text`'s first `limit` bytes, else at the last UTF-8 character boundary.
+size_t text_cut(const std::string& text, size_t limit) {
+  for (const char separator : {'\n', ' '}) {
+    const size_t found = text.rfind(separator, limit - 1);
+    if (found != std::string::npos && found >= limit / 2) return found + 1;
+  }
+  size_t cut = limit;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return cut > 0 ? cut : limit;
+}
+
+// A .txt file is one document, split into parts of at most `max_bytes` when longer.
+void read_text_file(const fs::path& path, const std::function<void(Document&&)>& consume,
+                    BadLines& bad, const std::function<void(uint64_t)>& on_bytes,
+                    uint64_t max_bytes) {
   const std::string name = path.filename().string();
-  if (ends_with(name, ".txt")) {
-    LineSource source(path, Compression::none);
-    Document document{"", name};
-    std::string line;
-    bool first = true;
-    while (source.next(line)) {
-      if (!first) document.text += '\n';
-      document.text += line;
-      first = false;
+  LineSource source(path, Compression::none);
+  const size_t limit = static_cast<size_t>(std::max<uint64_t>(max_bytes, 4));
+  std::string text;
+  int64_t part = 0;
+  const auto emit = [&](std::string&& piece) {
+    if (!is_valid_utf8(piece)) {
+      note(bad, bad.invalid_utf8, path, 1, "not valid UTF-8");
+    } else if (!piece.empty()) {
+      consume(Document{std::move(piece), name, part});
+    }
+    ++part;
+  };
+  while (source.next_bytes(text)) {
+    while (text.size() > limit) {
+      const size_t cut = text_cut(text, limit);
+      emit(text.substr(0, cut));
+      text.erase(0, cut);
     }
     on_bytes(source.bytes_read());
-    if (!is_valid_utf8(document.text)) {
-      note(bad, bad.invalid_utf8, path, 1, "not valid UTF-8");
-      return;
-    }
-    if (!document.text.empty()) consume(std::move(document));
+  }
+  // As the file's lines joined by newlines: a final newline ends the last line, it adds none.
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() || part == 0) emit(std::move(text));
+  on_bytes(source.bytes_read());
+}
+
+}  // namespace
+
+void read_documents(const fs::path& path, const std::function<void(Document&&)>& consume,
+                    BadLines& bad, const std::function<void(uint64_t)>& on_bytes,
+                    uint64_t max_document_bytes) {
+  const std::string name = path.filename().string();
+  if (ends_with(name, ".txt")) {
+    read_text_file(path, consume, bad, on_bytes, max_document_bytes);
     return;
   }
   LCTRAIN_CHECK(is_corpus_file(path),
@@ -240,9 +314,16 @@ void read_documents(const fs::path& path, const std::function<void(Document&&)>&
   LineSource source(path, zstd ? Compression::zstd : gzip ? Compression::gzip : Compression::none);
   std::string line;
   int64_t number = 0;
-  while (source.next(line)) {
+  uint64_t dropped = 0;
+  while (source.next(line, max_document_bytes, dropped)) {
     ++number;
     if (number % 1024 == 0) on_bytes(source.bytes_read());
+    if (dropped > 0) {
+      note(bad, bad.too_long, path, number,
+           fmt::format("{} bytes, above the maximum document size of {} bytes", dropped,
+                       max_document_bytes));
+      continue;
+    }
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines
     nlohmann::json record;
     try {
@@ -254,16 +335,19 @@ void read_documents(const fs::path& path, const std::function<void(Document&&)>&
            utf8 ? "not valid UTF-8" : "not JSON");
       continue;
     }
+    // A long line's buffer is given back now rather than held beside its parsed text.
+    if (line.capacity() > (4u << 20)) std::string().swap(line);
     if (!record.is_object() || !record.contains("text") || !record.at("text").is_string()) {
       note(bad, bad.missing_text, path, number, "no \"text\" string");
       continue;
     }
-    Document document{record.at("text").get<std::string>(), name};
+    Document document{std::move(record.at("text").get_ref<std::string&>()), name};
     if (record.contains("meta") && record.at("meta").is_object() &&
         record.at("meta").contains("pile_set_name") &&
         record.at("meta").at("pile_set_name").is_string()) {
       document.set_name = record.at("meta").at("pile_set_name").get<std::string>();
     }
+    record = nullptr;
     consume(std::move(document));
   }
   on_bytes(source.bytes_read());

@@ -142,6 +142,13 @@ std::vector<fs::path> list_token_shards(const fs::path& dir) {
                 "{}: not a token shards manifest", manifest_path.string());
   LCTRAIN_CHECK(manifest.contains("shards") && manifest.at("shards").is_array(),
                 "{}: 'shards' must be a list", manifest_path.string());
+  // The vocabulary size is what the trainer checks the model against; a wrong one must not pass.
+  if (manifest.contains("vocab_size")) {
+    const auto& vocab_size = manifest.at("vocab_size");
+    LCTRAIN_CHECK(vocab_size.is_number_integer() && vocab_size.get<int64_t>() > 0,
+                  "{}: 'vocab_size' must be a positive integer, got {}", manifest_path.string(),
+                  vocab_size.dump());
+  }
   std::vector<fs::path> paths;
   for (const auto& shard : manifest.at("shards")) {
     LCTRAIN_CHECK(shard.is_object() && shard.contains("name") && shard.at("name").is_string(),

@@ -1,5 +1,8 @@
 #include "distributed/communicator.h"
 
+#include <future>
+#include <thread>
+
 #include "util/error.h"
 #include "util/logging.h"
 #include "util/torch_compat_c10d.h"
@@ -41,6 +44,8 @@ template <typename Body>
 auto guarded(const char* name, Body&& body) -> decltype(body()) {
   try {
     return body();
+  } catch (const Error&) {
+    throw;  // already says what went wrong
   } catch (const c10::Error& error) {
     throw Error("collective {} failed (a peer may have died or timed out): {}", name,
                 error.what_without_backtrace());
@@ -174,6 +179,76 @@ void PendingCollective::wait() {
   }
 }
 
+namespace {
+
+// The rendezvous store (c10d's TCPStore, under this attempt's prefix) once every rank has joined
+// it. Each rank adds itself to a counter and waits for the count to reach the world size, so a
+// rank that waits in vain can say how many joined.
+c10::intrusive_ptr<c10d::Store> connect_and_count(const DistributedEnv& env,
+                                                  const std::string& name,
+                                                  std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<uint16_t>(env.master_port);
+  // Under torchrun the agent serves the store on MASTER_PORT already; binding it would fail.
+  store_options.isServer = env.rank == 0 && !env.agent_hosts_store;
+  store_options.numWorkers = static_cast<size_t>(env.world_size);
+  store_options.waitWorkers = false;  // counted below, where the count can be reported
+  store_options.timeout = timeout;
+  auto tcp_store = compat::make_tcp_store(env.master_addr, store_options);
+  auto store = c10::make_intrusive<c10d::PrefixStore>(
+      fmt::format("lctrain/attempt_{}/{}", env.restart_count, name), tcp_store);
+  const std::string key = "lctrain_joined";
+  store->add(key, 1);
+  for (int64_t joined = store->add(key, 0); joined < env.world_size; joined = store->add(key, 0)) {
+    LCTRAIN_CHECK(std::chrono::steady_clock::now() < deadline,
+                  "rendezvous at {}:{}: only {} of {} ranks joined within {} s "
+                  "(distributed.timeout_seconds); the others did not start or cannot reach it",
+                  env.master_addr, env.master_port, joined, env.world_size, timeout.count() / 1000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return store;
+}
+
+// connect_and_count() on a watchdog thread. A port held by something other than the store (an
+// HTTP server, any listener that accepts but never answers as a c10d store) leaves the store's
+// handshake waiting for a reply forever, whatever its timeout: past the timeout (and a few
+// seconds for the store's own, more precise errors) the rank gives up with the address named.
+// The stuck thread is left behind; it only holds what it owns, and the process is ending.
+c10::intrusive_ptr<c10d::Store> join_store(const DistributedEnv& env, const std::string& name,
+                                           std::chrono::milliseconds timeout) {
+  auto task = std::make_shared<std::packaged_task<c10::intrusive_ptr<c10d::Store>()>>(
+      [env, name, timeout] { return connect_and_count(env, name, timeout); });
+  auto joined = task->get_future();
+  std::thread([task] { (*task)(); }).detach();
+  if (joined.wait_for(timeout + std::chrono::seconds(5)) == std::future_status::timeout) {
+    throw Error(
+        "rendezvous at {}:{}: no answer as a c10d store within {} s (distributed.timeout_seconds)"
+        "{}",
+        env.master_addr, env.master_port, timeout.count() / 1000,
+        env.rank == 0 && !env.agent_hosts_store
+            ? ""
+            : "; is that port held by another service, or is the master node stuck?");
+  }
+  // The store's own failures (connection refused until the timeout, a reply that is not the
+  // store's) with the address and timeout they concern.
+  const auto failed = [&](const std::string& reason) {
+    return Error("rendezvous at {}:{} failed (timeout {} s, distributed.timeout_seconds): {}",
+                 env.master_addr, env.master_port, timeout.count() / 1000, reason);
+  };
+  try {
+    return joined.get();
+  } catch (const Error&) {
+    throw;
+  } catch (const c10::Error& error) {
+    throw failed(error.what_without_backtrace());
+  } catch (const std::exception& error) {
+    throw failed(error.what());
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<Communicator> Communicator::single_process() {
   return std::make_shared<SingleProcessCommunicator>();
 }
@@ -194,17 +269,7 @@ std::shared_ptr<Communicator> Communicator::create(const DistributedEnv& env,
               env.master_addr, env.master_port, env.agent_hosts_store ? " (torchrun's store)" : "",
               name, timeout.count() / 1000);
   return guarded("rendezvous", [&]() -> std::shared_ptr<Communicator> {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<uint16_t>(env.master_port);
-    // Under torchrun the agent serves the store on MASTER_PORT already; binding it would fail.
-    store_options.isServer = env.rank == 0 && !env.agent_hosts_store;
-    store_options.numWorkers = static_cast<size_t>(env.world_size);
-    // Every rank counts itself in (a client's part of the wait); the server waits for all.
-    store_options.waitWorkers = true;
-    store_options.timeout = timeout;
-    auto tcp_store = compat::make_tcp_store(env.master_addr, store_options);
-    auto store = c10::make_intrusive<c10d::PrefixStore>(
-        fmt::format("lctrain/attempt_{}/{}", env.restart_count, name), tcp_store);
+    auto store = join_store(env, name, timeout);
     if (name == "nccl") {
 #ifdef LCTRAIN_WITH_CUDA
       auto options = c10d::ProcessGroupNCCL::Options::create();

@@ -17,6 +17,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <optional>
 
 #include "util/error.h"
@@ -225,6 +227,15 @@ class WorkerSet {
   std::vector<Worker> workers;
 };
 
+// Whether `pid` is stopped (SIGSTOP, SIGTSTP, a debugger): state T or t in /proc/PID/stat.
+bool is_stopped(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  const std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');  // the command name may hold spaces and parentheses
+  return paren != std::string::npos && paren + 2 < text.size() &&
+         (text[paren + 2] == 'T' || text[paren + 2] == 't');
+}
+
 // The environment torchrun gives a worker, on top of the launcher's own (minus stale copies).
 std::vector<std::string> worker_environment(const LaunchOptions& options, const Worker& worker) {
   const int world_size = options.nproc_per_node * options.nnodes;
@@ -398,7 +409,20 @@ int supervise(WorkerSet& set, SignalPipe& signals, double kill_timeout_s) {
         log()->warn("rank {} {}", worker.rank, outcome.description);
         continue;
       }
-      log()->error("rank {} {}", worker.rank, outcome.description);
+      // A stopped rank never fails by itself: its peers time out waiting for it and are the
+      // first to exit. The stopped one is then the cause, not the rank that gave up on it.
+      std::vector<int> stopped;
+      for (const Worker& other : set.workers) {
+        if (other.running && is_stopped(other.pid)) stopped.push_back(other.rank);
+      }
+      if (!stopped.empty()) {
+        log()->error(
+            "rank {} is stopped (SIGSTOP or a debugger) and stopped answering; rank {} {} "
+            "waiting for it",
+            fmt::join(stopped, ", rank "), worker.rank, outcome.description);
+      } else {
+        log()->error("rank {} {}", worker.rank, outcome.description);
+      }
       failure = outcome;
       if (set.any_running()) {
         log()->error("stopping the other workers (SIGTERM, SIGKILL after {}s)", kill_timeout_s);

@@ -14,13 +14,14 @@ namespace {
 // Applies the selection to one document; returns false once enough documents are kept.
 bool keep(std::vector<EvalDocument>& kept, EvalDocument&& document,
           const DocumentSelection& selection) {
-  if (static_cast<int64_t>(document.tokens.size()) >= selection.min_tokens &&
-      document.tokens.size() >= 2) {
+  // --min-tokens looks at the whole document, before --max-tokens truncates it.
+  if (static_cast<int64_t>(document.tokens.size()) >= selection.min_tokens) {
     if (selection.max_tokens > 0 &&
         static_cast<int64_t>(document.tokens.size()) > selection.max_tokens) {
       document.tokens.resize(static_cast<size_t>(selection.max_tokens));
     }
-    kept.push_back(std::move(document));
+    // A document of one token has nothing to predict: it would be scored over zero tokens.
+    if (document.tokens.size() >= 2) kept.push_back(std::move(document));
   }
   return selection.max_documents <= 0 ||
          static_cast<int64_t>(kept.size()) < selection.max_documents;
@@ -75,28 +76,47 @@ std::vector<EvalDocument> from_corpus(const std::vector<fs::path>& files,
 
 }  // namespace
 
+void DocumentSelection::validate() const {
+  LCTRAIN_CHECK(max_documents >= 0, "--max-docs must be 0 (all) or positive, got {}",
+                max_documents);
+  LCTRAIN_CHECK(min_tokens >= 0, "--min-tokens must not be negative, got {}", min_tokens);
+  // The first token of a document is never scored (it has no context to be predicted from).
+  LCTRAIN_CHECK(max_tokens == 0 || max_tokens >= 2,
+                "--max-tokens {} leaves nothing to score: a document's first token is not "
+                "predicted, so it must be 0 (no limit) or at least 2",
+                max_tokens);
+}
+
+bool is_token_shards(const fs::path& data) {
+  return fs::is_directory(data) && fs::exists(data / "manifest.json");
+}
+
+std::vector<fs::path> corpus_files(const fs::path& data) {
+  LCTRAIN_CHECK(fs::exists(data), "evaluation data {} does not exist", data.string());
+  if (!fs::is_directory(data)) return {data};
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(data)) {
+    if (entry.is_regular_file() && data::is_corpus_file(entry.path()))
+      files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  LCTRAIN_CHECK(!files.empty(),
+                "{}: neither token shards (manifest.json) nor .jsonl/.jsonl.zst/.txt files",
+                data.string());
+  return files;
+}
+
 std::vector<EvalDocument> load_eval_documents(const fs::path& data, const io::Tokenizer* tokenizer,
                                               int64_t eos_id, const DocumentSelection& selection) {
+  selection.validate();
   LCTRAIN_CHECK(fs::exists(data), "evaluation data {} does not exist", data.string());
   LCTRAIN_CHECK(!selection.add_bos || tokenizer != nullptr,
                 "--add-bos needs a tokenizer (its BOS id)");
   std::vector<EvalDocument> documents;
-  if (fs::is_directory(data) && fs::exists(data / "manifest.json")) {
+  if (is_token_shards(data)) {
     documents = from_shards(data, tokenizer, eos_id, selection);
   } else {
-    std::vector<fs::path> files;
-    if (fs::is_directory(data)) {
-      for (const auto& entry : fs::directory_iterator(data)) {
-        if (entry.is_regular_file() && data::is_corpus_file(entry.path()))
-          files.push_back(entry.path());
-      }
-      std::sort(files.begin(), files.end());
-      LCTRAIN_CHECK(!files.empty(),
-                    "{}: neither token shards (manifest.json) nor .jsonl/.jsonl.zst/.txt files",
-                    data.string());
-    } else {
-      files.push_back(data);
-    }
+    const std::vector<fs::path> files = corpus_files(data);
     LCTRAIN_CHECK(tokenizer != nullptr, "{}: text needs a tokenizer", data.string());
     documents = from_corpus(files, *tokenizer, selection);
   }

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "io/meta_checkpoint.h"
+#include "io/model_folder_swap.h"
 #include "io/safetensors.h"
 #include "io/sharded_safetensors.h"
 #include "io/torch_bin_checkpoint.h"
@@ -172,17 +173,9 @@ std::string dtype_name(torch::ScalarType dtype) {
   }
 }
 
-void save_model(const std::filesystem::path& model_dir, const LlamaConfig& config,
-                const LlamaWeights& weights, torch::ScalarType dtype, uint64_t max_shard_bytes) {
-  std::filesystem::create_directories(model_dir);
-  // Weight files of an earlier save would be read instead of (or mixed with) the new ones.
-  for (const auto& entry : std::filesystem::directory_iterator(model_dir)) {
-    const std::string name = entry.path().filename().string();
-    const bool weights =
-        name.rfind("model", 0) == 0 &&
-        (entry.path().extension() == ".safetensors" || name == "model.safetensors.index.json");
-    if (weights) std::filesystem::remove(entry.path());
-  }
+void write_model_files(const std::filesystem::path& model_dir, const LlamaConfig& config,
+                       const LlamaWeights& weights, torch::ScalarType dtype,
+                       uint64_t max_shard_bytes) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (auto& [name, tensor] : named_weights(config, weights)) {
     tensors.emplace_back(name, tensor.to(torch::kCPU, dtype).contiguous());
@@ -194,6 +187,16 @@ void save_model(const std::filesystem::path& model_dir, const LlamaConfig& confi
   std::ofstream stream(path);
   stream << json.dump(2) << "\n";
   LCTRAIN_CHECK(stream.good(), "failed to write {}", path.string());
+}
+
+void save_model(const std::filesystem::path& model_dir, const LlamaConfig& config,
+                const LlamaWeights& weights, torch::ScalarType dtype, uint64_t max_shard_bytes) {
+  LCTRAIN_CHECK(max_shard_bytes > 0, "the maximum shard size must be positive");
+  // A fresh folder swapped in whole: weight files of an earlier save are never read instead of
+  // (or mixed with) the new ones, and a failed save leaves the earlier folder as it was.
+  write_model_folder(model_dir, [&](const std::filesystem::path& staging) {
+    write_model_files(staging, config, weights, dtype, max_shard_bytes);
+  });
 }
 
 }  // namespace lctrain::io

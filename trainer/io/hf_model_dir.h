@@ -42,7 +42,15 @@ LlamaModel load_model(const std::filesystem::path& model_dir, const ModelLoadOpt
 torch::ScalarType parse_dtype(const std::string& name);
 std::string dtype_name(torch::ScalarType dtype);
 
-// Writes config.json and the weights (sharded above max_shard_bytes) in `dtype`.
+// Writes config.json and the weights (sharded above max_shard_bytes) in `dtype` into the folder
+// `model_dir`, which should be empty (a staging folder of write_model_folder).
+void write_model_files(const std::filesystem::path& model_dir, const LlamaConfig& config,
+                       const LlamaWeights& weights, torch::ScalarType dtype,
+                       uint64_t max_shard_bytes);
+
+// write_model_files into a new folder that replaces `model_dir` only once complete
+// (io/model_folder_swap.h): an earlier model folder there is replaced whole, never mixed with
+// the new files, and stays as it was when the save fails or is refused.
 void save_model(const std::filesystem::path& model_dir, const LlamaConfig& config,
                 const LlamaWeights& weights, torch::ScalarType dtype, uint64_t max_shard_bytes);
 

@@ -5,8 +5,11 @@
 namespace lctrain {
 namespace {
 
-int64_t last_position_argmax(const torch::Tensor& logits) {
-  return logits.select(1, logits.size(1) - 1).argmax(-1).item<int64_t>();
+// Only the last position is projected onto the vocabulary: logits for the whole prompt would
+// take prompt x vocab floats (gigabytes for a long passkey prompt) and only the last is read.
+int64_t next_token(LlamaModel& model, const torch::Tensor& ids, KVCache* cache = nullptr) {
+  const torch::Tensor hidden = model.hidden_states(ids, cache);
+  return model.logits(hidden.select(1, hidden.size(1) - 1)).argmax(-1).item<int64_t>();
 }
 
 torch::Tensor as_batch(const std::vector<int64_t>& tokens) {
@@ -31,7 +34,7 @@ std::vector<int64_t> greedy_generate(LlamaModel& model, const std::vector<int64_
   if (!options.use_cache) {
     std::vector<int64_t> sequence = prompt;
     for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-      const int64_t token = last_position_argmax(model.forward(as_batch(sequence)));
+      const int64_t token = next_token(model, as_batch(sequence));
       sequence.push_back(token);
       if (emit(token)) break;
     }
@@ -40,10 +43,10 @@ std::vector<int64_t> greedy_generate(LlamaModel& model, const std::vector<int64_
 
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
   KVCache cache = model.make_cache(1, capacity);
-  int64_t token = last_position_argmax(model.forward(as_batch(prompt), &cache));
+  int64_t token = next_token(model, as_batch(prompt), &cache);
   for (int64_t step = 0;; ++step) {
     if (emit(token) || step + 1 >= options.max_new_tokens) break;
-    token = last_position_argmax(model.forward(as_batch({token}), &cache));
+    token = next_token(model, as_batch({token}), &cache);
   }
   return generated;
 }

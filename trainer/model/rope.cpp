@@ -95,10 +95,8 @@ RopeFrequencies llama3_frequencies(const RopeScaling& scaling, int64_t head_dim,
   return {torch::where(is_medium, smoothed, scaled), 1.0};
 }
 
-}  // namespace
-
-RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int64_t head_dim, double theta,
-                                         int64_t max_position_embeddings, int64_t sequence_length) {
+RopeFrequencies scaled_frequencies(const RopeScaling& scaling, int64_t head_dim, double theta,
+                                   int64_t max_position_embeddings, int64_t sequence_length) {
   LCTRAIN_CHECK(head_dim > 0 && head_dim % 2 == 0, "RoPE needs an even head_dim, got {}", head_dim);
   switch (scaling.type) {
     case RopeScalingType::kNone:
@@ -117,6 +115,25 @@ RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int64_t hea
       return llama3_frequencies(scaling, head_dim, theta);
   }
   throw Error("unknown RoPE scaling type");
+}
+
+}  // namespace
+
+RopeFrequencies compute_rope_frequencies(const RopeScaling& scaling, int64_t head_dim, double theta,
+                                         int64_t max_position_embeddings, int64_t sequence_length) {
+  const RopeFrequencies frequencies =
+      scaled_frequencies(scaling, head_dim, theta, max_position_embeddings, sequence_length);
+  // Settings that each pass their own check can still combine into nonsense (an overflowing
+  // dynamic base, frequencies divided by a factor so large they underflow to 0): every logit would
+  // be NaN, so it is refused here instead.
+  const bool finite = torch::isfinite(frequencies.inverse_frequencies).all().item<bool>() &&
+                      (frequencies.inverse_frequencies > 0).all().item<bool>();
+  LCTRAIN_CHECK(
+      finite && std::isfinite(frequencies.attention_factor) && frequencies.attention_factor > 0.0,
+      "RoPE scaling {} with rope_theta {} and head_dim {} gives frequencies that are not "
+      "finite and positive (attention factor {})",
+      scaling.describe(), theta, head_dim, frequencies.attention_factor);
+  return frequencies;
 }
 
 RotaryEmbedding::RotaryEmbedding(RopeScaling scaling, int64_t head_dim, double theta,

@@ -101,12 +101,23 @@ RopeScaling RopeScaling::from_json(const nlohmann::json& json, const std::string
     const double beta_slow = fields.optional_number("beta_slow").value_or(0.0);
     scaling.beta_fast = beta_fast != 0.0 ? beta_fast : 32.0;
     scaling.beta_slow = beta_slow != 0.0 ? beta_slow : 1.0;
+    check_positive(scaling.beta_fast, "beta_fast", source);
+    check_positive(scaling.beta_slow, "beta_slow", source);
+    // beta_fast counts the rotations above which a dimension extrapolates, beta_slow those below
+    // which it interpolates: the other order turns the ramp inside out (NaN or swapped bands).
+    LCTRAIN_CHECK(scaling.beta_fast > scaling.beta_slow,
+                  "{}: yarn needs 'beta_fast' > 'beta_slow', got beta_fast {} and beta_slow {}",
+                  source, scaling.beta_fast, scaling.beta_slow);
     scaling.attention_factor = fields.optional_number("attention_factor");
     scaling.mscale = fields.optional_number("mscale");
     scaling.mscale_all_dim = fields.optional_number("mscale_all_dim");
     scaling.truncate = fields.optional_bool("truncate").value_or(true);
     if (scaling.attention_factor)
       check_positive(*scaling.attention_factor, "attention_factor", source);
+    // transformers reads a zero mscale as "not given"; anything else must be a positive number.
+    if (scaling.mscale && *scaling.mscale != 0.0) check_positive(*scaling.mscale, "mscale", source);
+    if (scaling.mscale_all_dim && *scaling.mscale_all_dim != 0.0)
+      check_positive(*scaling.mscale_all_dim, "mscale_all_dim", source);
   }
   return scaling;
 }
