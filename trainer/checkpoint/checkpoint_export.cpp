@@ -4,6 +4,7 @@
 #include <map>
 
 #include "checkpoint/checkpoint_store.h"
+#include "checkpoint/streamed_export.h"
 #include "io/hf_model_dir.h"
 #include "util/error.h"
 #include "util/json_fields.h"
@@ -92,8 +93,9 @@ void write_companion_files(const fs::path& out, const LlamaConfig& config,
 std::vector<std::string> export_hugging_face(const fs::path& checkpoint_dir, const fs::path& out,
                                              const ExportOptions& options) {
   const Manifest manifest = Manifest::read(checkpoint_dir);
-  const auto [config, weights] = read_model(checkpoint_dir, manifest);
-  io::save_model(out, config, weights, options.dtype, options.max_shard_bytes);
+  // Streamed: one unit in memory at a time, never the whole model.
+  const LlamaConfig config =
+      write_model_streamed(checkpoint_dir, manifest, out, options.dtype, options.max_shard_bytes);
   write_companion_files(out, config, manifest.base_model);
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(out)) files.push_back(entry.path().filename());

@@ -6,6 +6,9 @@
 #include "cli/commands.h"
 #include "io/hf_model_dir.h"
 #include "io/sharded_safetensors.h"
+#include "io/streaming_model_writer.h"
+#include "io/weight_slices.h"
+#include "model/llama_weights.h"
 #include "util/error.h"
 #include "util/logging.h"
 
@@ -73,8 +76,18 @@ Action add_convert_command(CLI::App& app) {
     if (options->max_position_embeddings > 0) {
       config.max_position_embeddings = options->max_position_embeddings;
     }
-    const LlamaWeights weights = io::load_weights(in, config, dtype, torch::kCPU);
-    io::save_model(out, config, weights, dtype, max_shard_bytes);
+    // Streamed, a tensor at a time: every tensor is checked before the output is touched, and
+    // memory holds one tensor, never the model.
+    const auto weights = io::open_weight_slices(in, config);
+    io::StreamingModelWriter writer(out, config, dtype, max_shard_bytes);
+    LlamaWeights unused;
+    for (const WeightSlot& slot : weight_slots(config, unused)) {
+      const torch::Tensor tensor = torch::empty(slot.shape, torch::dtype(dtype));
+      torch::Tensor flat = tensor.view({-1});
+      weights->read(slot.name, 0, flat);
+      writer.write(slot.name, tensor);
+    }
+    writer.finish();
     copy_tokenizer_files(in, out, format);
     log()->info("converted {} ({}) -> {} ({}, {} parameters, window {} tokens)", in.string(),
                 options->from, out.string(), options->dtype, config.num_parameters(),

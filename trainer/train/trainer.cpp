@@ -3,6 +3,7 @@
 #include <chrono>
 #include <fstream>
 #include <limits>
+#include <memory>
 
 #include "checkpoint/checkpoint_export.h"
 #include "checkpoint/checkpoint_store.h"
@@ -11,7 +12,9 @@
 #include "distributed/communicator.h"
 #include "distributed/distributed_env.h"
 #include "distributed/sharded_llama.h"
+#include "distributed/sharded_model_writer.h"
 #include "io/hf_model_dir.h"
+#include "io/weight_slices.h"
 #include "optim/adamw.h"
 #include "optim/gradient_clipping.h"
 #include "optim/loss_scaler.h"
@@ -47,18 +50,17 @@ torch::ScalarType compute_dtype(const std::string& precision, const torch::Devic
 
 struct LoadedModel {
   LlamaConfig config;
-  LlamaWeights weights;  // fp32, on CPU, identical on every rank
+  std::unique_ptr<io::WeightSlices> weights;  // each rank reads only its own slices
 };
 
 LoadedModel load_or_initialise(const TrainConfig::Model& model) {
   if (!model.path.empty()) {
     LlamaConfig config = io::load_config(model.path);
-    LlamaWeights weights = io::load_weights(model.path, config, torch::kFloat32, torch::kCPU);
+    auto weights = io::open_weight_slices(model.path, config);
     return {std::move(config), std::move(weights)};
   }
   LlamaConfig config = LlamaConfig::from_file(model.config);
-  LlamaWeights weights =
-      init_llama_weights(config, torch::kFloat32, model.init_seed, model.init_std);
+  auto weights = io::random_weight_slices(config, model.init_seed, model.init_std);
   return {std::move(config), std::move(weights)};
 }
 
@@ -160,8 +162,8 @@ TrainingSummary run_training(const TrainConfig& config) {
       config.training.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   sharding.activation_checkpointing = config.training.activation_checkpointing;
   sharding.activation_checkpointing_every = config.training.activation_checkpointing_every;
-  ShardedLlama model(loaded.config, loaded.weights, rope, communicator, sharding);
-  loaded.weights = LlamaWeights();  // keep only the shards
+  ShardedLlama model(loaded.config, *loaded.weights, rope, communicator, sharding);
+  loaded.weights.reset();  // keep only the shards
 
   std::vector<torch::Tensor> shards = model.parameters();
   for (auto& shard : shards) shard.set_data(shard.data().to(device));
@@ -334,11 +336,11 @@ TrainingSummary run_training(const TrainConfig& config) {
     communicator->barrier();
     return summary;
   }
-  // Every rank takes part in the gathers; rank 0 writes the model with the extended window.
-  const LlamaWeights final_weights = model.gather_weights(torch::kFloat32);
+  // Every rank takes part in the gathers, one unit at a time; rank 0 writes the model with the
+  // extended window.
+  save_sharded_model(model, output_dir / "final", extended, torch::kFloat32,
+                     uint64_t{5} * 1000 * 1000 * 1000);
   if (main_rank) {
-    io::save_model(output_dir / "final", extended, final_weights, torch::kFloat32,
-                   uint64_t{5} * 1000 * 1000 * 1000);
     checkpoint::write_companion_files(output_dir / "final", extended, config.model.path);
     log()->info("wrote {}", (output_dir / "final").string());
   }
