@@ -30,9 +30,10 @@ class WeightSlices {
 
 // The weights of a model folder (safetensors single or sharded, pytorch_model*.bin, Meta
 // consolidated.NN.pth). Names, shapes and dtypes are checked against `config` before anything is
-// read, with load_weights' errors. Safetensors and .bin tensors stored contiguously are read range
-// by range from the memory-mapped files; Meta tensors split over model-parallel shards or with
-// permuted rows are put together one whole tensor at a time. Mapped pages are released after use.
+// read, with load_weights' errors. Safetensors and contiguous .bin tensors are read range by range
+// from the memory-mapped files; Meta tensors row by row from their model-parallel parts, through
+// the wq/wk row permutation; other tensors (a strided .bin storage) one whole tensor at a time.
+// Mapped pages are released after use.
 std::unique_ptr<WeightSlices> open_weight_slices(const std::filesystem::path& model_dir,
                                                  const LlamaConfig& config);
 
