@@ -154,6 +154,35 @@ TEST_F(Resume, SigtermSavesACheckpointExitsZeroAndTheRunContinuesExactly) {
       testing::tensors_equal(job_.final_tensors("reference"), job_.final_tensors("signalled")));
 }
 
+TEST_F(Resume, ADoubleCtrlCToASingleProcessTrainStillSavesACheckpoint) {
+  const fs::path pid_file = scratch_ / "train.pid";
+  const fs::path status_file = scratch_ / "status";
+  // `lctrain train` itself, no launcher: the process a user's terminal interrupts.
+  run_command("(sh -c " +
+              quoted("echo $$ > " + quoted(pid_file) + "; exec " +
+                     quoted(testing::lctrain_binary()) + " " +
+                     job_.train_arguments("interrupted",
+                                          "training.steps=100000 output.checkpoint_every=-1 "
+                                          "training.gradient_accumulation=50")) +
+              " > " + quoted(scratch_ / "interrupted.log") + " 2>&1; echo $? > " +
+              quoted(status_file) + ") > /dev/null 2>&1 &");
+  const fs::path metrics = job_.out("interrupted") / "metrics.jsonl";
+  ASSERT_TRUE(wait_for([&] { return fs::exists(metrics) && line_count(metrics) >= 2; }, 60));
+  const std::string pid = read_text(pid_file);
+  // Slow steps (50 micro-batches): both interrupts land in the same step, apart enough not to
+  // merge into one pending signal.
+  ASSERT_EQ(run_command("kill -INT " + pid + " && sleep 0.05 && kill -INT " + pid).exit_code, 0);
+  ASSERT_TRUE(
+      wait_for([&] { return fs::exists(status_file) && !read_text(status_file).empty(); }, 60));
+  const std::string log = read_text(scratch_ / "interrupted.log");
+  EXPECT_EQ(std::stoi(read_text(status_file)), 0) << log;
+  EXPECT_TRUE(contains(log, "interrupt once more to exit without it")) << log;
+  const auto stopped_at = job_.losses("interrupted").rbegin()->first;
+  EXPECT_TRUE(fs::exists(job_.out("interrupted") / "checkpoints" /
+                         fmt::format("step-{:08d}", stopped_at) / "manifest.json"))
+      << log;
+}
+
 TEST_F(Resume, KilledWhileWritingACheckpointResumesFromThePreviousOne) {
   const std::string run_name = "killed-" + scratch_.path().filename().string();
   const fs::path root = job_.out(run_name) / "checkpoints";

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "checkpoint/checkpoint_store.h"
+#include "checkpoint/streamed_export.h"
 #include "io/hf_model_dir.h"
 #include "io/model_folder_swap.h"
 #include "util/error.h"
@@ -92,13 +93,14 @@ void write_companion_files(const fs::path& out, const LlamaConfig& config,
 
 std::vector<std::string> export_hugging_face(const fs::path& checkpoint_dir, const fs::path& out,
                                              const ExportOptions& options) {
-  // Everything is checked and read before the destination is touched; the new folder is written
-  // beside it and swapped in whole, so a refused or failed export leaves `out` as it was.
+  // Arguments are checked before anything is written; the new folder is written beside `out` and
+  // swapped in whole, so a refused or failed export leaves `out` as it was.
   LCTRAIN_CHECK(options.max_shard_bytes > 0, "--max-shard-size must be positive");
   const Manifest manifest = Manifest::read(checkpoint_dir);
-  const auto [config, weights] = read_model(checkpoint_dir, manifest);
+  // Streamed: one unit in memory at a time, never the whole model.
   io::write_model_folder(out, [&](const fs::path& staging) {
-    io::write_model_files(staging, config, weights, options.dtype, options.max_shard_bytes);
+    const LlamaConfig config = write_model_streamed(checkpoint_dir, manifest, staging,
+                                                    options.dtype, options.max_shard_bytes);
     write_companion_files(staging, config, manifest.base_model);
   });
   std::vector<std::string> files;

@@ -33,6 +33,7 @@ void register_commands(CLI::App& app) {
   add(app, "generate", add_generate_command);
   add(app, "inspect", add_inspect_command);
   add(app, "launch", add_launch_command);
+  add(app, "plan", add_plan_command);
   add(app, "prepare-data", add_prepare_data_command);
   add(app, "train", add_train_command);
 }

@@ -28,6 +28,7 @@ Action add_forward_command(CLI::App& app);
 Action add_generate_command(CLI::App& app);
 Action add_inspect_command(CLI::App& app);
 Action add_launch_command(CLI::App& app);
+Action add_plan_command(CLI::App& app);
 Action add_prepare_data_command(CLI::App& app);
 Action add_train_command(CLI::App& app);
 

@@ -5,7 +5,11 @@
 
 #include "cli/commands.h"
 #include "io/hf_model_dir.h"
+#include "io/model_folder_swap.h"
 #include "io/sharded_safetensors.h"
+#include "io/streaming_model_writer.h"
+#include "io/weight_slices.h"
+#include "model/llama_weights.h"
 #include "util/error.h"
 #include "util/logging.h"
 
@@ -73,9 +77,22 @@ Action add_convert_command(CLI::App& app) {
     if (options->max_position_embeddings > 0) {
       config.max_position_embeddings = options->max_position_embeddings;
     }
-    const LlamaWeights weights = io::load_weights(in, config, dtype, torch::kCPU);
-    io::save_model(out, config, weights, dtype, max_shard_bytes);
-    copy_tokenizer_files(in, out, format);
+    // Streamed, a tensor at a time: every tensor is checked before the output is touched, and
+    // memory holds one tensor, never the model.
+    const auto weights = io::open_weight_slices(in, config);
+    // Written beside `out` and swapped in whole: a failed convert leaves `out` as it was.
+    io::write_model_folder(out, [&](const fs::path& staging) {
+      io::StreamingModelWriter writer(staging, config, dtype, max_shard_bytes);
+      LlamaWeights unused;
+      for (const WeightSlot& slot : weight_slots(config, unused)) {
+        const torch::Tensor tensor = torch::empty(slot.shape, torch::dtype(dtype));
+        torch::Tensor flat = tensor.view({-1});
+        weights->read(slot.name, 0, flat);
+        writer.write(slot.name, tensor);
+      }
+      writer.finish();
+      copy_tokenizer_files(in, staging, format);
+    });
     log()->info("converted {} ({}) -> {} ({}, {} parameters, window {} tokens)", in.string(),
                 options->from, out.string(), options->dtype, config.num_parameters(),
                 config.max_position_embeddings);

@@ -5,6 +5,7 @@
 
 #include "util/error.h"
 #include "util/logging.h"
+#include "util/page_mapped_tensor.h"
 #include "util/torch_compat_c10d.h"
 
 namespace lctrain {
@@ -119,9 +120,8 @@ class BackendCommunicator final : public Communicator {
         return;
       }
       // Gloo: all-reduce a copy and keep our slice (W times the traffic, fine on CPU).
-      torch::Tensor summed =
-          full.to(full.scalar_type() == torch::kBFloat16 ? torch::kFloat32 : full.scalar_type(),
-                  /*non_blocking=*/false, /*copy=*/true);
+      torch::Tensor summed = copy_page_mapped(
+          full, full.scalar_type() == torch::kBFloat16 ? torch::kFloat32 : full.scalar_type());
       std::vector<torch::Tensor> tensors{summed};
       backend_->allreduce(tensors)->wait();
       shard.copy_(summed.narrow(0, rank_ * shard.numel(), shard.numel()));

@@ -1,38 +1,71 @@
 #include "distributed/flat_param_unit.h"
 
+#include <algorithm>
+
 #include "util/error.h"
+#include "util/page_mapped_tensor.h"
 
 namespace lctrain {
+
+namespace {
+
+std::vector<ParameterSpec> specs_of(
+    const std::vector<std::pair<std::string, torch::Tensor>>& parameters) {
+  std::vector<ParameterSpec> specs;
+  for (const auto& [name, tensor] : parameters) specs.push_back({name, tensor.sizes().vec()});
+  return specs;
+}
+
+}  // namespace
 
 FlatParamUnit::FlatParamUnit(std::string name,
                              const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
                              std::shared_ptr<Communicator> communicator)
+    : FlatParamUnit(
+          std::move(name), specs_of(parameters),
+          [&parameters](const std::string& parameter, int64_t begin, torch::Tensor& out) {
+            for (const auto& [candidate, tensor] : parameters) {
+              if (candidate != parameter) continue;
+              out.copy_(tensor.reshape({-1}).narrow(0, begin, out.numel()));
+              return;
+            }
+          },
+          std::move(communicator)) {}
+
+FlatParamUnit::FlatParamUnit(std::string name, const std::vector<ParameterSpec>& parameters,
+                             const ParameterRangeReader& read,
+                             std::shared_ptr<Communicator> communicator)
     : name_(std::move(name)), communicator_(std::move(communicator)) {
-  for (const auto& [parameter_name, tensor] : parameters) {
-    entries_.push_back({parameter_name, tensor.sizes().vec(), numel_, tensor.numel()});
-    numel_ += tensor.numel();
+  for (const ParameterSpec& parameter : parameters) {
+    int64_t numel = 1;
+    for (const int64_t size : parameter.shape) numel *= size;
+    entries_.push_back({parameter.name, parameter.shape, numel_, numel});
+    numel_ += numel;
   }
   const int64_t world = communicator_->world_size();
   padded_numel_ = (numel_ + world - 1) / world * world;
   if (padded_numel_ == 0) padded_numel_ = world;  // keep every shard non-empty
 
-  // Every rank builds the same flat buffer and keeps its slice; padding is zero and stays zero
-  // (no view covers it, so its gradient is always zero).
-  auto flat = torch::zeros({padded_numel_}, torch::kFloat32);
-  for (size_t index = 0; index < entries_.size(); ++index) {
-    flat.narrow(0, entries_[index].offset, entries_[index].numel)
-        .copy_(parameters[index].second.reshape({-1}).to(torch::kFloat32));
+  // This rank's slice [begin, end) of the flat buffer, read parameter range by parameter range.
+  // Padding is zero and stays zero (no view covers it, so its gradient is always zero).
+  const int64_t begin = communicator_->rank() * shard_numel();
+  const int64_t end = begin + shard_numel();
+  auto shard = torch::zeros({shard_numel()}, torch::kFloat32);
+  for (const FlatParamEntry& entry : entries_) {
+    const int64_t from = std::max(begin, entry.offset);
+    const int64_t to = std::min(end, entry.offset + entry.numel);
+    if (from >= to) continue;
+    torch::Tensor out = shard.narrow(0, from - begin, to - from);
+    read(entry.name, from - entry.offset, out);
   }
-  shard_ = flat.narrow(0, communicator_->rank() * shard_numel(), shard_numel())
-               .clone()
-               .requires_grad_(true);
+  shard_ = shard.requires_grad_(true);
 }
 
 void FlatParamUnit::prefetch(torch::ScalarType dtype) {
   if (prefetched_ && prefetched_->dtype == dtype) return;
   torch::NoGradGuard no_grad;
-  auto full = torch::empty({padded_numel_}, shard_.options().dtype(dtype).requires_grad(false));
-  const auto local = shard_.detach().to(dtype).contiguous();
+  auto full = empty_page_mapped(padded_numel_, shard_.options().dtype(dtype));
+  const auto local = copy_page_mapped(shard_.detach(), dtype);
   auto pending = communicator_->all_gather_async(full, local);
   prefetched_ = Prefetched{dtype, full, std::move(pending)};
 }
@@ -81,7 +114,7 @@ class FlatViews : public torch::autograd::Function<FlatViews> {
     for (size_t index = 0; index < gradients.size(); ++index) {
       if (!gradients[index].defined()) continue;
       if (!flat.defined()) {
-        flat = torch::zeros({context->saved_data["numel"].toInt()}, gradients[index].options());
+        flat = zeros_page_mapped(context->saved_data["numel"].toInt(), gradients[index].options());
       }
       const FlatParamEntry& entry = unit->entries()[index];
       flat.narrow(0, entry.offset, entry.numel).copy_(gradients[index].reshape({-1}));
@@ -102,7 +135,9 @@ std::vector<torch::Tensor> FlatParamUnit::views(const torch::Tensor& full) const
 torch::Tensor FlatParamUnit::reduce_scatter_mean(const torch::Tensor& full_gradient,
                                                  torch::ScalarType reduce_dtype) {
   torch::NoGradGuard no_grad;
-  const auto full = full_gradient.to(reduce_dtype).contiguous();
+  const auto full = full_gradient.scalar_type() == reduce_dtype && full_gradient.is_contiguous()
+                        ? full_gradient
+                        : copy_page_mapped(full_gradient, reduce_dtype);
   auto shard = torch::empty({shard_numel()}, full.options());
   communicator_->reduce_scatter_sum(shard, full);
   // Each rank's loss is a mean over its own batch: the global mean divides the sum by W.

@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,12 +23,27 @@ struct FlatParamEntry {
   int64_t numel = 0;
 };
 
+// A parameter's name and shape: all a unit's layout depends on.
+struct ParameterSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
+// Fills `out` (fp32, contiguous, 1-D, CPU) with elements [begin, begin + out.numel()) of parameter
+// `name` flattened: how a rank reads only its own slice of a unit.
+using ParameterRangeReader =
+    std::function<void(const std::string& name, int64_t begin, torch::Tensor& out)>;
+
 class FlatParamUnit {
  public:
   // `parameters`: the unit's full tensors, identical on every rank (any dtype; kept as fp32).
   FlatParamUnit(std::string name,
                 const std::vector<std::pair<std::string, torch::Tensor>>& parameters,
                 std::shared_ptr<Communicator> communicator);
+  // Reads only this rank's slice of the flat buffer: for each parameter it overlaps, the
+  // overlapping element range, in parameter order. Peak memory: the shard.
+  FlatParamUnit(std::string name, const std::vector<ParameterSpec>& parameters,
+                const ParameterRangeReader& read, std::shared_ptr<Communicator> communicator);
 
   const std::string& name() const { return name_; }
   const std::vector<FlatParamEntry>& entries() const { return entries_; }

@@ -76,6 +76,11 @@ class CheckpointedUnit : public torch::autograd::Function<CheckpointedUnit> {
 ShardedLlama::ShardedLlama(LlamaConfig config, const LlamaWeights& weights,
                            RopeScaling runtime_rope, std::shared_ptr<Communicator> communicator,
                            ShardingOptions options)
+    : ShardedLlama(config, *io::in_memory_weight_slices(named_weights(config, weights)),
+                   std::move(runtime_rope), std::move(communicator), options) {}
+
+ShardedLlama::ShardedLlama(LlamaConfig config, io::WeightSlices& source, RopeScaling runtime_rope,
+                           std::shared_ptr<Communicator> communicator, ShardingOptions options)
     : config_(std::move(config)),
       rotary_(std::move(runtime_rope), config_.head_dim, config_.rope_theta,
               config_.max_position_embeddings),
@@ -88,14 +93,19 @@ ShardedLlama::ShardedLlama(LlamaConfig config, const LlamaWeights& weights,
     }
     return name == "model.embed_tokens.weight" ? "embeddings" : "head";
   };
-  std::vector<std::pair<std::string, std::vector<std::pair<std::string, torch::Tensor>>>> groups;
-  for (const auto& [name, tensor] : named_weights(config_, weights)) {
-    const std::string unit = unit_of(name);
+  std::vector<std::pair<std::string, std::vector<ParameterSpec>>> groups;
+  LlamaWeights unused;
+  for (const WeightSlot& slot : weight_slots(config_, unused)) {
+    const std::string unit = unit_of(slot.name);
     if (groups.empty() || groups.back().first != unit) groups.push_back({unit, {}});
-    groups.back().second.emplace_back(name, tensor);
+    groups.back().second.push_back({slot.name, slot.shape});
   }
+  const ParameterRangeReader read = [&source](const std::string& name, int64_t begin,
+                                              torch::Tensor& out) {
+    source.read(name, begin, out);
+  };
   for (const auto& [unit, parameters] : groups) {
-    units_.push_back(std::make_unique<FlatParamUnit>(unit, parameters, communicator_));
+    units_.push_back(std::make_unique<FlatParamUnit>(unit, parameters, read, communicator_));
   }
   LCTRAIN_CHECK(units_.size() == static_cast<size_t>(config_.num_hidden_layers) + 2,
                 "unexpected FSDP unit layout ({} units for {} layers)", units_.size(),

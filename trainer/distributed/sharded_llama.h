@@ -14,6 +14,7 @@
 
 #include "distributed/communicator.h"
 #include "distributed/flat_param_unit.h"
+#include "io/weight_slices.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
 #include "model/rope.h"
@@ -35,6 +36,10 @@ class ShardedLlama {
  public:
   // `weights`: the full model, identical on every rank (each keeps only its shards).
   ShardedLlama(LlamaConfig config, const LlamaWeights& weights, RopeScaling runtime_rope,
+               std::shared_ptr<Communicator> communicator, ShardingOptions options);
+  // Each rank reads from `source` only its own slice of each unit (io::open_weight_slices for a
+  // model folder, io::random_weight_slices for a fresh model): no rank holds the whole model.
+  ShardedLlama(LlamaConfig config, io::WeightSlices& source, RopeScaling runtime_rope,
                std::shared_ptr<Communicator> communicator, ShardingOptions options);
   ~ShardedLlama();
 

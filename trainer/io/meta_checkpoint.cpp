@@ -1,5 +1,6 @@
 #include "io/meta_checkpoint.h"
 
+#include <algorithm>
 #include <memory>
 #include <regex>
 #include <set>
@@ -142,6 +143,70 @@ int64_t trained_window(const JsonFields& params, int64_t vocab_size, double norm
   return norm_eps < 5e-6 ? 2048 : 4096;  // LLaMA 1 shipped norm_eps 1e-6, LLaMA 2 1e-5
 }
 
+// Elements [begin, begin + out.numel()) of the merged (and, with heads > 0, row-permuted) tensor
+// `name` of shape `shape` (1-D or 2-D), read row by row from the parts that hold them; each part
+// row's mapped pages are released after use. Replicated tensors are checked equal over the range.
+void read_merged_range(const std::vector<fs::path>& files, const std::vector<Shard>& shards,
+                       const std::string& name, int split, int64_t heads,
+                       const std::vector<int64_t>& shape, int64_t begin, torch::Tensor& out) {
+  const int64_t count = out.numel();
+  if (count == 0) return;
+  if (shape.size() == 1) {  // norms: replicated (or, from one file, whole)
+    const torch::Tensor first = shards.front().at(name).narrow(0, begin, count);
+    for (size_t index = 1; index < shards.size() && split == kReplicated; ++index) {
+      LCTRAIN_CHECK(torch::equal(shards[index].at(name).narrow(0, begin, count), first),
+                    "replicated tensor '{}' differs between {} and {}", name,
+                    files[0].filename().string(), files[index].filename().string());
+    }
+    out.copy_(first);
+    for (const Shard& shard : shards) release_mapped_tensor(shard.at(name));
+    return;
+  }
+  const int64_t columns = shape[1];
+  const int64_t half = heads > 0 ? shape[0] / heads / 2 : 0;
+  // The stored row of merged row `row`: Meta's pairs (h, i, j) become Hugging Face's (h, j, i).
+  const auto source_row = [&](int64_t row) {
+    if (heads == 0) return row;
+    const int64_t head = row / (2 * half);
+    const int64_t j = (row % (2 * half)) / half;
+    const int64_t i = row % half;
+    return head * 2 * half + i * 2 + j;
+  };
+  // One merged row as a 1-D tensor (a view on the mapping when it comes from one part).
+  const auto merged_row = [&](int64_t row) -> std::vector<torch::Tensor> {
+    const int64_t stored = source_row(row);
+    if (split == 1) {
+      std::vector<torch::Tensor> pieces;
+      for (const Shard& shard : shards) pieces.push_back(shard.at(name).select(0, stored));
+      return pieces;
+    }
+    if (split == kReplicated) return {shards.front().at(name).select(0, stored)};
+    int64_t offset = 0;
+    for (const Shard& shard : shards) {
+      const torch::Tensor& part = shard.at(name);
+      if (stored < offset + part.size(0)) return {part.select(0, stored - offset)};
+      offset += part.size(0);
+    }
+    throw Error("internal: row {} of '{}' beyond its {} rows", stored, name, offset);
+  };
+  int64_t done = 0;
+  for (int64_t row = begin / columns; done < count; ++row) {
+    const int64_t from = row == begin / columns ? begin % columns : 0;
+    const int64_t take = std::min(columns - from, count - done);
+    int64_t column = 0;
+    for (const torch::Tensor& piece : merged_row(row)) {
+      const int64_t lo = std::max(from, column);
+      const int64_t hi = std::min(from + take, column + piece.size(0));
+      if (lo < hi) {
+        out.narrow(0, done + lo - from, hi - lo).copy_(piece.narrow(0, lo - column, hi - lo));
+      }
+      release_mapped_tensor(piece);
+      column += piece.size(0);
+    }
+    done += take;
+  }
+}
+
 }  // namespace
 
 bool is_meta_checkpoint_dir(const fs::path& dir) {
@@ -257,6 +322,19 @@ TensorSources open_meta_checkpoint(const fs::path& dir, const LlamaConfig& confi
         const torch::Tensor merged = merge(*files, *shards, name, split);
         return permute ? permute_rows(merged, heads) : merged;
       };
+      source.release = [shards, name = name] {
+        for (const Shard& shard : *shards) release_mapped_tensor(shard.at(name));
+      };
+      // Ranges map to rows of the model-parallel parts (through the wq/wk row permutation): a
+      // rank reads only the rows its slice covers, whatever the split.
+      const bool regular = (source.shape.size() == 2 && tensor.dim() == 2) ||
+                           (source.shape.size() == 1 && split == kReplicated);
+      if (regular) {
+        source.read_range = [files, shards, name = name, split, permute, heads,
+                             shape = source.shape](int64_t begin, torch::Tensor& out) {
+          read_merged_range(*files, *shards, name, split, permute ? heads : 0, shape, begin, out);
+        };
+      }
       LCTRAIN_CHECK(sources.emplace(mapped.hf_name, std::move(source)).second,
                     "two tensors map to '{}'", mapped.hf_name);
     }

@@ -251,11 +251,40 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   if (size == 0) return result;
   auto* const target = static_cast<uint8_t*>(result.data_ptr());
   std::memcpy(target, mapping_->data() + data_start_ + meta.begin, size);
+  mapping_->release(data_start_ + meta.begin, size);
   // A bool byte other than 0/1 is undefined behaviour in LibTorch kernels: normalise.
   if (meta.dtype == torch::kBool) {
     for (uint64_t i = 0; i < size; ++i) target[i] = target[i] != 0 ? 1 : 0;
   }
   return result;
+}
+
+void SafetensorsFile::read_range(const std::string& name, int64_t begin, torch::Tensor& out) const {
+  const TensorInfo& meta = info(name);
+  int64_t numel = 1;
+  for (const int64_t size : meta.shape) numel *= size;
+  const int64_t count = out.numel();
+  LCTRAIN_CHECK(begin >= 0 && count <= numel && begin <= numel - count,
+                "safetensors file '{}': elements [{}, {}) lie outside tensor '{}' of {} elements",
+                path_.string(), begin, begin + count, name, numel);
+  LCTRAIN_CHECK(out.is_contiguous() && out.device().is_cpu() && out.dim() == 1,
+                "internal: read_range needs a contiguous 1-D CPU tensor");
+  LCTRAIN_CHECK(meta.dtype != torch::kBool, "internal: read_range of the bool tensor '{}'", name);
+  const auto element = static_cast<int64_t>(c10::elementSize(meta.dtype));
+  // 4 MiB of stored bytes at a time: the mapping may be unaligned, so each chunk is copied into an
+  // aligned buffer, then converted into place.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{4} << 20) / element);
+  torch::Tensor buffer = torch::empty({std::min(chunk, count)}, torch::dtype(meta.dtype));
+  for (int64_t done = 0; done < count;) {
+    const int64_t take = std::min(chunk, count - done);
+    const uint64_t offset =
+        data_start_ + meta.begin + static_cast<uint64_t>((begin + done) * element);
+    const auto bytes = static_cast<uint64_t>(take * element);
+    std::memcpy(buffer.data_ptr(), mapping_->data() + offset, bytes);
+    mapping_->release(offset, bytes);
+    out.narrow(0, done, take).copy_(buffer.narrow(0, 0, take));
+    done += take;
+  }
 }
 
 uint64_t tensor_bytes(const torch::Tensor& tensor) {
@@ -267,38 +296,16 @@ void write_safetensors(const std::filesystem::path& path,
                        const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   with_context(fmt::format("writing safetensors file '{}'", path.string()), [&] {
-    // Header key order follows the official writer: metadata first, then tensors in file order.
-    nlohmann::ordered_json header = nlohmann::ordered_json::object();
-    if (!metadata.empty()) header["__metadata__"] = metadata;
-    std::set<std::string> seen;
-    uint64_t offset = 0;
+    std::vector<detail::HeaderEntry> entries;
+    entries.reserve(tensors.size());
     for (const auto& [name, tensor] : tensors) {
-      LCTRAIN_CHECK(!name.empty(), "tensor names must be non-empty");
-      LCTRAIN_CHECK(name != "__metadata__", "tensor name '__metadata__' is reserved");
-      LCTRAIN_CHECK(seen.insert(name).second, "duplicate tensor name '{}'", name);
       LCTRAIN_CHECK(tensor.defined(), "tensor '{}' is undefined", name);
-      const char* const dtype = name_of_dtype(tensor.scalar_type());
-      LCTRAIN_CHECK(dtype != nullptr, "tensor '{}' has unsupported dtype {}", name,
-                    c10::toString(tensor.scalar_type()));
-      const uint64_t size = tensor_bytes(tensor);
-      header[name] = {{"dtype", dtype},
-                      {"shape", tensor.sizes().vec()},
-                      {"data_offsets", {offset, offset + size}}};
-      offset += size;
+      entries.push_back({name, tensor.scalar_type(), tensor.sizes().vec()});
     }
-    std::string text;
-    try {
-      text = header.dump();
-    } catch (const nlohmann::ordered_json::exception& error) {
-      throw Error("cannot encode the header (names and metadata must be UTF-8): {}", error.what());
-    }
-    text.append((8 - text.size() % 8) % 8, ' ');
-    uint8_t length[8];
-    for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(uint64_t{text.size()} >> (8 * i));
+    const std::string header = detail::safetensors_header(entries, metadata);
 
     detail::AtomicFileWriter out(path);
-    out.write(length, sizeof(length));
-    out.write(text.data(), text.size());
+    out.write(header.data(), header.size());
     // Convert one tensor at a time so a GPU model is never copied to host memory all at once.
     for (const auto& entry : tensors) {
       const torch::Tensor data = entry.second.detach().to(torch::kCPU).contiguous();
@@ -309,6 +316,40 @@ void write_safetensors(const std::filesystem::path& path,
 }
 
 namespace detail {
+
+std::string safetensors_header(const std::vector<HeaderEntry>& entries,
+                               const std::map<std::string, std::string>& metadata) {
+  // Header key order follows the official writer: metadata first, then tensors in file order.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::set<std::string> seen;
+  uint64_t offset = 0;
+  for (const HeaderEntry& entry : entries) {
+    const std::string& name = entry.name;
+    LCTRAIN_CHECK(!name.empty(), "tensor names must be non-empty");
+    LCTRAIN_CHECK(name != "__metadata__", "tensor name '__metadata__' is reserved");
+    LCTRAIN_CHECK(seen.insert(name).second, "duplicate tensor name '{}'", name);
+    const char* const dtype = name_of_dtype(entry.dtype);
+    LCTRAIN_CHECK(dtype != nullptr, "tensor '{}' has unsupported dtype {}", name,
+                  c10::toString(entry.dtype));
+    uint64_t numel = 1;
+    for (const int64_t size : entry.shape) numel *= static_cast<uint64_t>(size);
+    const uint64_t size = numel * c10::elementSize(entry.dtype);
+    header[name] = {
+        {"dtype", dtype}, {"shape", entry.shape}, {"data_offsets", {offset, offset + size}}};
+    offset += size;
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::ordered_json::exception& error) {
+    throw Error("cannot encode the header (names and metadata must be UTF-8): {}", error.what());
+  }
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(uint64_t{text.size()} >> (8 * i));
+  return bytes + text;
+}
 
 AtomicFileWriter::AtomicFileWriter(std::filesystem::path path)
     : path_(std::move(path)), temp_path_(path_.string() + ".tmp") {

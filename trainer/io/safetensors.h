@@ -34,8 +34,14 @@ class SafetensorsFile {
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;  // throws Error if absent
-  // An owned contiguous CPU copy in the stored dtype (the mapping may be unaligned).
+  // An owned contiguous CPU copy in the stored dtype (the mapping may be unaligned). The mapped
+  // pages it read are released: a reader never keeps a second copy of what it returned.
   torch::Tensor tensor(const std::string& name) const;
+  // Elements [begin, begin + out.numel()) of the tensor flattened (row-major) into `out`, a
+  // contiguous CPU tensor of any floating dtype: converted a chunk at a time through a small
+  // buffer, each chunk's mapped pages released after use. Throws Error naming the file and the
+  // tensor when the range lies outside it.
+  void read_range(const std::string& name, int64_t begin, torch::Tensor& out) const;
   const std::map<std::string, std::string>& metadata() const {
     return metadata_;
   }  // "__metadata__"
@@ -61,6 +67,16 @@ void write_safetensors(const std::filesystem::path& path,
 uint64_t tensor_bytes(const torch::Tensor& tensor);
 
 namespace detail {
+
+struct HeaderEntry {
+  std::string name;
+  torch::ScalarType dtype;
+  std::vector<int64_t> shape;
+};
+// The bytes a safetensors file starts with (length, then the JSON header padded to a multiple of
+// 8) for tensors laid out in the given order: the one header format of every writer.
+std::string safetensors_header(const std::vector<HeaderEntry>& entries,
+                               const std::map<std::string, std::string>& metadata);
 
 // Writes a file atomically: bytes go to "<path>.tmp", commit() fsyncs and renames it over
 // `path`; destroying an uncommitted writer removes the temporary file.

@@ -130,6 +130,11 @@ torch::Tensor ShardedSafetensors::tensor(const std::string& name) const {
   return shard_of(name).tensor(name);
 }
 
+void ShardedSafetensors::read_range(const std::string& name, int64_t begin,
+                                    torch::Tensor& out) const {
+  shard_of(name).read_range(name, begin, out);
+}
+
 std::filesystem::path ShardedSafetensors::file_of(const std::string& name) const {
   return shard_of(name).path();
 }

@@ -25,6 +25,8 @@ class ShardedSafetensors {
   bool contains(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;
   torch::Tensor tensor(const std::string& name) const;
+  // SafetensorsFile::read_range on the shard that holds the tensor.
+  void read_range(const std::string& name, int64_t begin, torch::Tensor& out) const;
   std::filesystem::path file_of(const std::string& name) const;
 
  private:

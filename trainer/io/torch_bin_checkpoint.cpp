@@ -1,11 +1,13 @@
 #include "io/torch_bin_checkpoint.h"
 
+#include <cstdlib>
 #include <memory>
 #include <set>
 
 #include "io/torch_pickle.h"
 #include "util/error.h"
 #include "util/json_fields.h"
+#include "util/mapped_file.h"
 
 namespace lctrain::io {
 namespace {
@@ -29,11 +31,37 @@ void add_file(const std::filesystem::path& path, TensorSources& sources,
     source.dtype = tensor.scalar_type();
     source.origin = path.filename().string();
     source.read = [tensors, name = name] { return tensors->at(name); };
+    source.release = [tensors, name = name] { release_mapped_tensor(tensors->at(name)); };
+    if (tensor.is_contiguous()) {
+      source.read_range = [tensors, name = name](int64_t begin, torch::Tensor& out) {
+        read_mapped_range(tensors->at(name), begin, out);
+      };
+    }
     sources[name] = std::move(source);
   }
 }
 
 }  // namespace
+
+void read_mapped_range(const torch::Tensor& stored, int64_t begin, torch::Tensor& out) {
+  LCTRAIN_CHECK(stored.is_contiguous() && begin >= 0 && begin + out.numel() <= stored.numel(),
+                "internal: elements [{}, {}) of a {}-element tensor", begin, begin + out.numel(),
+                stored.numel());
+  const torch::Tensor range = stored.reshape({-1}).narrow(0, begin, out.numel());
+  out.copy_(range);
+  release_mapped_pages(range.data_ptr(), static_cast<uint64_t>(range.numel()) *
+                                             static_cast<uint64_t>(range.element_size()));
+}
+
+void release_mapped_tensor(const torch::Tensor& stored) {
+  if (stored.numel() == 0) return;
+  int64_t extent = 1;  // elements from the first to the last one the view reaches
+  for (int64_t dim = 0; dim < stored.dim(); ++dim) {
+    extent += (stored.size(dim) - 1) * std::abs(stored.stride(dim));
+  }
+  release_mapped_pages(stored.data_ptr(), static_cast<uint64_t>(extent) *
+                                              static_cast<uint64_t>(stored.element_size()));
+}
 
 bool is_torch_bin_dir(const std::filesystem::path& dir) {
   return std::filesystem::exists(dir / kSingleName) || std::filesystem::exists(dir / kIndexName);

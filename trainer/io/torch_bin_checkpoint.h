@@ -24,8 +24,19 @@ struct TensorSource {
   std::string origin;  // for errors: the file (and stored name) it comes from
   // May alias a memory-mapped file: callers copy it before keeping it.
   std::function<torch::Tensor()> read;
+  // Optional: elements [begin, begin + out.numel()) of the tensor flattened, converted into `out`
+  // (contiguous 1-D CPU), without reading the rest; the mapped pages read are released.
+  std::function<void(int64_t begin, torch::Tensor& out)> read_range;
+  // Optional: releases the mapped pages read() touched, once its result is no longer needed.
+  std::function<void()> release;
 };
 using TensorSources = std::map<std::string, TensorSource>;
+
+// Elements [begin, begin + out.numel()) of `stored` (a tensor aliasing a memory-mapped torch.save
+// archive) flattened, converted into `out`, then those mapped pages released. Contiguous only.
+void read_mapped_range(const torch::Tensor& stored, int64_t begin, torch::Tensor& out);
+// Releases the mapped pages a tensor aliasing a memory-mapped archive spans (any strides).
+void release_mapped_tensor(const torch::Tensor& stored);
 
 // Whether dir holds pytorch_model.bin or pytorch_model.bin.index.json.
 bool is_torch_bin_dir(const std::filesystem::path& dir);

@@ -57,23 +57,21 @@ std::vector<std::pair<std::string, torch::Tensor>> named_weights(const LlamaConf
   return named;
 }
 
+torch::Tensor init_llama_tensor(const std::string& name, const std::vector<int64_t>& shape,
+                                double init_std, torch::Generator& generator) {
+  const bool is_norm = name.find("norm") != std::string::npos;
+  const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+  if (is_norm) return torch::ones(shape, torch::kFloat32);
+  if (is_bias) return torch::zeros(shape, torch::kFloat32);
+  return at::normal(0.0, init_std, shape, generator);
+}
+
 LlamaWeights init_llama_weights(const LlamaConfig& config, torch::ScalarType dtype, uint64_t seed,
                                 double init_std) {
   torch::Generator generator = at::detail::createCPUGenerator(seed);
   LlamaWeights weights;
   for (WeightSlot& slot : weight_slots(config, weights)) {
-    const bool is_norm = slot.name.find("norm") != std::string::npos;
-    const bool is_bias =
-        slot.name.size() >= 4 && slot.name.compare(slot.name.size() - 4, 4, "bias") == 0;
-    torch::Tensor value;
-    if (is_norm) {
-      value = torch::ones(slot.shape, torch::kFloat32);
-    } else if (is_bias) {
-      value = torch::zeros(slot.shape, torch::kFloat32);
-    } else {
-      value = at::normal(0.0, init_std, slot.shape, generator);
-    }
-    *slot.tensor = value.to(dtype);
+    *slot.tensor = init_llama_tensor(slot.name, slot.shape, init_std, generator).to(dtype);
   }
   if (config.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
   return weights;

@@ -51,6 +51,10 @@ std::vector<std::pair<std::string, torch::Tensor>> named_weights(const LlamaConf
 
 // LLaMA's initialisation (normal, std 0.02; norms 1; biases 0), for pretraining tiny models and
 // benchmarks. Deterministic for a given seed.
+// One tensor of that initialisation (fp32), drawn from `generator`: init_llama_weights draws the
+// slots in weight_slots() order from one generator seeded with its seed.
+torch::Tensor init_llama_tensor(const std::string& name, const std::vector<int64_t>& shape,
+                                double init_std, torch::Generator& generator);
 LlamaWeights init_llama_weights(const LlamaConfig& config, torch::ScalarType dtype, uint64_t seed,
                                 double init_std = 0.02);
 

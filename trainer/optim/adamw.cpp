@@ -27,8 +27,9 @@ void ShardedAdamW::step(double lr) {
     if (options_.weight_decay != 0.0) parameter.mul_(1.0 - lr * options_.weight_decay);
     exp_avg_[index].mul_(options_.beta1).add_(gradient, 1.0 - options_.beta1);
     exp_avg_sq_[index].mul_(options_.beta2).addcmul_(gradient, gradient, 1.0 - options_.beta2);
-    const torch::Tensor denominator =
-        (exp_avg_sq_[index].sqrt() / bias_correction2_sqrt).add_(options_.eps);
+    // One temporary the size of the shard, not two (sqrt, then the division in place).
+    torch::Tensor denominator = exp_avg_sq_[index].sqrt();
+    denominator.div_(bias_correction2_sqrt).add_(options_.eps);
     parameter.addcdiv_(exp_avg_[index], denominator, -lr / bias_correction1);
   }
 }

@@ -1,6 +1,8 @@
 #include "train/stop_request.h"
 
-#include <atomic>
+#include <unistd.h>
+
+#include <cstring>
 
 #include "util/error.h"
 
@@ -8,21 +10,39 @@ namespace lctrain {
 namespace {
 
 volatile std::sig_atomic_t g_stop_signal = 0;
+volatile std::sig_atomic_t g_interrupts = 0;
+
+void say(const char* text) {
+  // write(2) is async-signal-safe; spdlog is not.
+  const ssize_t ignored = ::write(STDERR_FILENO, text, std::strlen(text));
+  (void)ignored;
+}
 
 void on_stop_signal(int signal) {
-  if (signal == SIGINT && g_stop_signal == SIGINT) {
-    // Second Ctrl-C: the user does not want to wait for the checkpoint.
+  if (signal == SIGINT) g_interrupts = g_interrupts + 1;
+  if (g_stop_signal == 0) {
+    g_stop_signal = signal;
+    return;
+  }
+  // An impatient second Ctrl-C still gets the checkpoint, as under `lctrain launch` (which
+  // forwards every signal to its ranks); only a third one gives up on it.
+  if (signal == SIGINT && g_interrupts >= 3) {
+    say("lctrain: third interrupt, exiting without a checkpoint\n");
     std::signal(SIGINT, SIG_DFL);
     std::raise(SIGINT);
     return;
   }
-  g_stop_signal = signal;
+  if (signal == SIGINT && g_interrupts == 2) {
+    say("lctrain: already stopping after this step to write a checkpoint; interrupt once more to "
+        "exit without it\n");
+  }
 }
 
 }  // namespace
 
 StopRequest::StopRequest() {
   g_stop_signal = 0;
+  g_interrupts = 0;
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);

@@ -1,6 +1,7 @@
 // StopRequest: turns SIGTERM / SIGINT (preemption, Ctrl-C, `lctrain launch` forwarding them) into
 // a flag the training loop reads between steps, so that the job finishes the step, saves a
-// checkpoint and exits 0. A second SIGINT ends the process at once, as usual.
+// checkpoint and exits 0. A second SIGINT (an impatient Ctrl-C) is acknowledged and still gets the
+// checkpoint, as under `lctrain launch`; a third ends the process at once.
 #pragma once
 
 #include <csignal>

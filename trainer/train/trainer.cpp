@@ -4,7 +4,7 @@
 #include <fstream>
 
 #include "checkpoint/checkpoint_export.h"
-#include "io/hf_model_dir.h"
+#include "distributed/sharded_model_writer.h"
 #include "train/step_metrics.h"
 #include "train/stop_request.h"
 #include "train/train_step.h"
@@ -164,15 +164,17 @@ TrainingSummary run_training(const TrainConfig& config) {
     job.communicator->barrier();
     return summary;
   }
-  // Every rank takes part in the gathers; rank 0 writes the model with the extended window.
-  const LlamaWeights final_weights = job.model().gather_weights(torch::kFloat32);
-  if (job.is_main()) {
-    const auto final_dir = job.output_dir / "final";
-    io::save_model(final_dir, job.model_config, final_weights, torch::kFloat32,
-                   uint64_t{5} * 1000 * 1000 * 1000);
-    checkpoint::write_companion_files(final_dir, job.model_config, config.model.path);
-    log()->info("wrote {}", final_dir.string());
-  }
+  // Every rank takes part in the gathers, one unit at a time; rank 0 writes the model with the
+  // extended window.
+  const auto final_dir = job.output_dir / "final";
+  save_sharded_model(job.model(), final_dir, job.model_config, torch::kFloat32,
+                     uint64_t{5} * 1000 * 1000 * 1000, [&](const std::filesystem::path& folder) {
+                       checkpoint::write_companion_files(folder, job.model_config,
+                                                         config.model.path);
+                     });
+  if (job.is_main()) log()->info("wrote {}", final_dir.string());
+  log()->debug("rank {}: final model written, peak host memory {:.2f} GiB",
+               job.communicator->rank(), peak_resident_gib());
   job.communicator->barrier();
   return summary;
 }

@@ -3,7 +3,9 @@
 #include <fstream>
 
 #include "io/hf_model_dir.h"
+#include "io/weight_slices.h"
 #include "train/runtime_rope.h"
+#include "util/device_info.h"
 #include "util/error.h"
 #include "util/logging.h"
 
@@ -44,12 +46,11 @@ LlamaConfig base_model_config(const TrainConfig::Model& model) {
   return model.path.empty() ? LlamaConfig::from_file(model.config) : io::load_config(model.path);
 }
 
-// fp32 on the CPU, identical on every rank.
-LlamaWeights load_or_initialise(const TrainConfig::Model& model, const LlamaConfig& config) {
-  if (!model.path.empty()) {
-    return io::load_weights(model.path, config, torch::kFloat32, torch::kCPU);
-  }
-  return init_llama_weights(config, torch::kFloat32, model.init_seed, model.init_std);
+// Each rank reads only its own slices of the weights: no rank ever holds the whole model.
+std::unique_ptr<io::WeightSlices> open_or_initialise(const TrainConfig::Model& model,
+                                                     const LlamaConfig& config) {
+  if (!model.path.empty()) return io::open_weight_slices(model.path, config);
+  return io::random_weight_slices(config, model.init_seed, model.init_std);
 }
 
 ShardingOptions sharding_options(const TrainConfig::Training& training,
@@ -120,9 +121,11 @@ TrainingJob::TrainingJob(const TrainConfig& config_in)
   check_ranks_agree(config, *communicator);
   claim_ = std::make_unique<RunFolderClaim>(config, *communicator);
 
-  model_ =
-      std::make_unique<ShardedLlama>(model_config, load_or_initialise(config.model, model_config),
-                                     model_config.rope_scaling, communicator, sharding);
+  {
+    const auto weights = open_or_initialise(config.model, model_config);
+    model_ = std::make_unique<ShardedLlama>(model_config, *weights, model_config.rope_scaling,
+                                            communicator, sharding);
+  }  // the weight source (and its mapped pages) closes here: only the shards stay
   shards_ = model_->parameters();
   for (auto& shard : shards_) shard.set_data(shard.data().to(device));
   optimizer_ = std::make_unique<ShardedAdamW>(
@@ -135,6 +138,9 @@ TrainingJob::TrainingJob(const TrainConfig& config_in)
   state_.data_seed = config.data.seed;
   state_.data_path = config.data.path;
   if (const auto resume_from = checkpoint_to_resume(config, *communicator)) {
+    // Settings first: a refused resume should not first read gigabytes of shards.
+    check_resume_compatible(checkpoint::Manifest::read(*resume_from), config, model_config,
+                            global_batch, is_main());
     const checkpoint::Manifest saved = checkpoint::load(*resume_from, unit_pointers(*model_),
                                                         *optimizer_, env.rank, env.world_size);
     state_.step = saved.step;
@@ -144,7 +150,6 @@ TrainingJob::TrainingJob(const TrainConfig& config_in)
     if (loss_scaler_.enabled() && saved.loss_scale != 1.0) {
       loss_scaler_.load_state(saved.loss_scale, saved.loss_scale_growth_tracker);
     }
-    check_resume_compatible(saved, config, model_config, global_batch, is_main());
     state_.recent_losses = saved.recent_losses;
     state_.rejected_steps = saved.rejected_steps;
     if (is_main()) {
@@ -163,9 +168,11 @@ TrainingJob::TrainingJob(const TrainConfig& config_in)
   // folder's config.yaml as the run that owns it wrote it.
   if (is_main()) std::ofstream(output_dir / "config.yaml") << config.to_yaml();
   first_step_ = state_.step;
+  // Loading is where a rank would hold more than its share: say what it took.
+  log()->debug("rank {}: model loaded, peak host memory {:.2f} GiB", env.rank, peak_resident_gib());
   batches_ = std::make_unique<BatchPrefetcher>(
       data_, BatchPlan{state_.sequences_seen, config.training.micro_batch_size,
-                        config.training.gradient_accumulation, env.rank, env.world_size});
+                       config.training.gradient_accumulation, env.rank, env.world_size});
 }
 
 void TrainingJob::trim_metrics(int64_t resumed_step) const {

@@ -38,6 +38,22 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(data_, size_);
 }
 
+void release_mapped_pages(const void* data, uint64_t size) {
+  if (data == nullptr || size == 0) return;
+  static const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const auto end = reinterpret_cast<uintptr_t>(data) + size;
+  // Advice only: a failure leaves the pages mapped, which costs memory, not correctness.
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+void MappedFile::release(uint64_t offset, uint64_t size) const {
+  LCTRAIN_CHECK(offset <= size_ && size <= size_ - offset,
+                "internal: releasing bytes [{}, {}) of a {}-byte mapping", offset, offset + size,
+                size_);
+  release_mapped_pages(data_ + offset, size);
+}
+
 unsigned char* MappedFile::writable_data() const {
   LCTRAIN_CHECK(access_ == Access::kCopyOnWrite, "internal: a read-only mapping is not writable");
   return data_;

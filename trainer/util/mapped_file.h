@@ -10,6 +10,11 @@
 
 namespace lctrain {
 
+// Drops this process's pages covering [data, data + size) (widened to whole pages) of a file
+// mapping, as MappedFile::release does, for callers that hold a pointer into a mapping (tensors
+// aliasing a torch.save archive). `data` must point into a file mapping, never into heap memory.
+void release_mapped_pages(const void* data, uint64_t size);
+
 class MappedFile {
  public:
   enum class Access {
@@ -32,6 +37,12 @@ class MappedFile {
   // Copy-on-write mappings only.
   unsigned char* writable_data() const;
   uint64_t size() const { return size_; }
+
+  // Drops this process's pages of bytes [offset, offset + size) (widened to whole pages): read
+  // pages count in RSS until unmapped, so a reader that streams through a file releases what it
+  // has used. Later reads fault the bytes back in from the file; pages a copy-on-write mapping
+  // has written would revert to the file's bytes, so callers release only pages they only read.
+  void release(uint64_t offset, uint64_t size) const;
 
  private:
   MappedFile() = default;
