@@ -168,7 +168,8 @@ TEST_F(Resume, ADoubleCtrlCToASingleProcessTrainStillSavesACheckpoint) {
               quoted(status_file) + ") > /dev/null 2>&1 &");
   const fs::path metrics = job_.out("interrupted") / "metrics.jsonl";
   ASSERT_TRUE(wait_for([&] { return fs::exists(metrics) && line_count(metrics) >= 2; }, 60));
-  const std::string pid = read_text(pid_file);
+  std::string pid = read_text(pid_file);
+  pid.erase(pid.find_last_not_of(" \n") + 1);
   // Slow steps (50 micro-batches): both interrupts land in the same step, apart enough not to
   // merge into one pending signal.
   ASSERT_EQ(run_command("kill -INT " + pid + " && sleep 0.05 && kill -INT " + pid).exit_code, 0);
