@@ -21,14 +21,9 @@ namespace lctrain {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::files_in;
 using testing::read_text;
 using testing::ScratchDir;
-
-std::set<std::string> files_in(const fs::path& dir) {
-  std::set<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) names.insert(entry.path().filename());
-  return names;
-}
 
 TEST(SaveShardedModel, WritesWhatSaveModelWritesFromTheGatheredModel) {
   nlohmann::json json =

@@ -23,14 +23,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing::error_message_of;
 using testing::expect_contains;
+using testing::files_in;
 using testing::read_text;
 using testing::ScratchDir;
-
-std::set<std::string> files_in(const fs::path& dir) {
-  std::set<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) names.insert(entry.path().filename());
-  return names;
-}
 
 void expect_same_folders(const fs::path& actual, const fs::path& expected) {
   ASSERT_EQ(files_in(actual), files_in(expected));

@@ -118,4 +118,12 @@ std::string read_text(const std::filesystem::path& path) {
   return buffer.str();
 }
 
+std::set<std::string> files_in(const std::filesystem::path& dir) {
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    names.insert(entry.path().filename());
+  }
+  return names;
+}
+
 }  // namespace lctrain::testing

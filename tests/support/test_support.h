@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <set>
 #include <string>
 
 namespace lctrain::testing {
@@ -54,5 +55,7 @@ bool contains(const std::string& text, const std::string& part);
 // Writes `text` to `path`, creating parent folders.
 void write_text(const std::filesystem::path& path, const std::string& text);
 std::string read_text(const std::filesystem::path& path);
+// The names of the entries directly in `dir`, sorted.
+std::set<std::string> files_in(const std::filesystem::path& dir);
 
 }  // namespace lctrain::testing
