@@ -6,6 +6,7 @@
 #include <map>
 
 #include "io/safetensors.h"
+#include "support/forward_logits.h"
 #include "support/training_job.h"
 #include "util/json_fields.h"
 
@@ -14,19 +15,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::CommandResult;
+using testing::forward_logits;
 using testing::quoted;
 using testing::run_lctrain;
 using testing::ScratchDir;
 using testing::TrainingJob;
 
 using testing::contains;
-
-torch::Tensor logits_of(const fs::path& model, const fs::path& ids, const fs::path& out) {
-  const CommandResult result = run_lctrain("forward --model " + quoted(model) + " --ids " +
-                                           quoted(ids) + " --out " + quoted(out) + " --dtype f32");
-  EXPECT_EQ(result.exit_code, 0) << result.output;
-  return io::SafetensorsFile::open(out).tensor("logits");
-}
 
 class Export : public ::testing::Test {
  protected:
@@ -46,9 +41,9 @@ TEST_F(Export, ShardedFolderHasTheCheckpointsLogitsAndHuggingFaceLayout) {
   testing::write_text(scratch_ / "ids.txt",
                       "1 5 9 13 17 21 25 29 33 37 41 45 2 6 10 14 18 22 "
                       "26 30 34 38 42 46 3 7 11");
-  const auto expected =
-      logits_of(job_.out("run") / "final", scratch_ / "ids.txt", scratch_ / "final.safetensors");
-  const auto actual = logits_of(out, scratch_ / "ids.txt", scratch_ / "exported.safetensors");
+  const auto expected = forward_logits(job_.out("run") / "final", scratch_ / "ids.txt",
+                                       scratch_ / "final.safetensors");
+  const auto actual = forward_logits(out, scratch_ / "ids.txt", scratch_ / "exported.safetensors");
   EXPECT_TRUE(torch::equal(expected, actual));
 
   const auto config = read_json_file(out / "config.json");

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "io/safetensors.h"
+#include "support/forward_logits.h"
 #include "support/test_support.h"
 #include "support/training_job.h"
 #include "util/json_fields.h"
@@ -14,6 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::CommandResult;
+using testing::forward_logits;
 using testing::quoted;
 using testing::run_lctrain;
 using testing::ScratchDir;
@@ -21,13 +23,6 @@ using testing::write_text;
 
 constexpr int64_t kOriginal = 32;  // the parity fixture's max_position_embeddings
 constexpr int64_t kTarget = 96;
-
-torch::Tensor logits_of(const fs::path& model, const fs::path& ids, const fs::path& out) {
-  const CommandResult result = run_lctrain("forward --model " + quoted(model) + " --ids " +
-                                           quoted(ids) + " --out " + quoted(out) + " --dtype f32");
-  EXPECT_EQ(result.exit_code, 0) << result.output;
-  return io::SafetensorsFile::open(out).tensor("logits");
-}
 
 // The training-time RoPE written the way the trainer applies it: the base's window L in
 // max_position_embeddings and factor L'/L relative to it.
@@ -78,8 +73,8 @@ class RopeExport : public ::testing::TestWithParam<std::string> {
     return copy;
   }
   double max_difference(const fs::path& a, const fs::path& b) {
-    const auto left = logits_of(a, scratch_ / "ids.txt", scratch_ / "a.safetensors");
-    const auto right = logits_of(b, scratch_ / "ids.txt", scratch_ / "b.safetensors");
+    const auto left = forward_logits(a, scratch_ / "ids.txt", scratch_ / "a.safetensors");
+    const auto right = forward_logits(b, scratch_ / "ids.txt", scratch_ / "b.safetensors");
     return (left - right).abs().max().item<double>();
   }
   ScratchDir scratch_;
