@@ -59,6 +59,7 @@ ShardingOptions sharding_options(const TrainConfig::Training& training,
   sharding.reduce_dtype = training.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   sharding.activation_checkpointing = training.activation_checkpointing;
   sharding.activation_checkpointing_every = training.activation_checkpointing_every;
+  sharding.context_parallel = training.context_parallel;
   return sharding;
 }
 
@@ -163,9 +164,19 @@ TrainingJob::TrainingJob(const TrainConfig& config_in)
   // folder's config.yaml as the run that owns it wrote it.
   if (is_main()) std::ofstream(output_dir / "config.yaml") << config.to_yaml();
   first_step_ = state_.step;
+  // The ranks of a context-parallel group read the same sequences; the model splits them.
+  const ProcessMesh& mesh = model_->mesh();
+  if (is_main() && mesh.context_parallel > 1) {
+    log()->info(
+        "context parallel: {} ranks per sequence, {} data-parallel group(s), {} of {} "
+        "tokens per rank",
+        mesh.context_parallel, mesh.data_parallel_size(), sequence_length / mesh.context_parallel,
+        sequence_length);
+  }
   batches_ = std::make_unique<BatchPrefetcher>(
       data_, BatchPlan{state_.sequences_seen, config.training.micro_batch_size,
-                        config.training.gradient_accumulation, env.rank, env.world_size});
+                       config.training.gradient_accumulation, mesh.data_parallel_rank(),
+                       mesh.data_parallel_size()});
 }
 
 void TrainingJob::trim_metrics(int64_t resumed_step) const {
