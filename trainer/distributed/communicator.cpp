@@ -172,9 +172,12 @@ class BackendCommunicator final : public Communicator {
     return guarded("send/recv", [&] {
       std::vector<torch::Tensor> sent{outgoing};
       std::vector<torch::Tensor> received{incoming};
-      // NCCL runs a pair's sends and receives on one stream, in the order posted: when both go
-      // to the same peer, the lower rank sends first and the higher receives first.
-      const bool receive_first = to == from && rank_ > to;
+      // NCCL posts the two in this order, runs a pair's traffic on one stream and creates a
+      // pair's communicator on first use, blocking: if every rank of a ring sent first, each
+      // would wait on a peer waiting on another. Odd ranks receive first; around any ring (the
+      // context-parallel groups' are consecutive ranks) a rank that sends first then meets one
+      // that receives first, and the rest follow.
+      const bool receive_first = rank_ % 2 == 1;
       decltype(backend_->send(sent, to, tag)) send_work, receive_work;
       if (receive_first) receive_work = backend_->recv(received, from, tag);
       send_work = backend_->send(sent, to, tag);
