@@ -324,6 +324,7 @@ training:
   precision: fp16
   reduce_dtype: bf16
   activation_checkpointing: false
+  context_parallel: 4
   max_grad_norm: 0.30000000000000004
   seed: 13
 optimizer:
@@ -364,6 +365,7 @@ void expect_same_fields(const TrainConfig& a, const TrainConfig& b) {
   EXPECT_EQ(a.training.precision, b.training.precision);
   EXPECT_EQ(a.training.reduce_dtype, b.training.reduce_dtype);
   EXPECT_EQ(a.training.activation_checkpointing, b.training.activation_checkpointing);
+  EXPECT_EQ(a.training.context_parallel, b.training.context_parallel);
   EXPECT_EQ(a.training.max_grad_norm, b.training.max_grad_norm);  // bit-exact, not NEAR
   EXPECT_EQ(a.training.max_nonfinite_steps, b.training.max_nonfinite_steps);
   EXPECT_EQ(a.training.loss_spike_factor, b.training.loss_spike_factor);
@@ -405,7 +407,7 @@ TEST(TrainConfig, ToYamlWritesEveryKeyIncludingDefaults) {
   const TrainConfig config = TrainConfig::from_yaml_text(kMinimal, "cfg.yaml");
   const std::string yaml = config.to_yaml();
   const std::vector<std::string> keys = TrainConfig::keys();
-  EXPECT_EQ(keys.size(), 45u);
+  EXPECT_EQ(keys.size(), 46u);
   EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size());
   for (const std::string& key : keys) {
     const std::string leaf = key.substr(key.find('.') + 1);
