@@ -43,6 +43,10 @@ class LayoutOnlyCommunicator : public Communicator {
   }
   void reduce_scatter_sum(torch::Tensor&, const torch::Tensor&) override { fail(); }
   void broadcast(torch::Tensor&, int) override { fail(); }
+  PendingCollective exchange_async(const torch::Tensor&, int, torch::Tensor&, int) override {
+    fail();
+    return {};
+  }
   void barrier() override { fail(); }
 
  private:

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "model/llama_config.h"
+#include "support/error_expectations.h"
 #include "support/test_support.h"
 #include "train/train_config.h"
 #include "util/error.h"
@@ -66,6 +67,16 @@ TEST(TrainConfig, MinimalConfigGetsThePaperDefaults) {
   EXPECT_EQ(config.output.dir, "out/run");
   EXPECT_EQ(config.effective_sequence_length(), 8192);
   EXPECT_EQ(config.global_batch_size(32), 32);
+  EXPECT_EQ(config.training.context_parallel, 1);
+}
+
+TEST(TrainConfig, ContextParallelGroupsShareTheirSequences) {
+  const TrainConfig config = TrainConfig::from_yaml_text(
+      kMinimal, "cfg.yaml", {"training.context_parallel=4", "training.micro_batch_size=2"});
+  EXPECT_EQ(config.data_parallel_size(32), 8);
+  EXPECT_EQ(config.global_batch_size(32), 16);  // 8 groups x 2 sequences
+  testing::expect_contains(testing::error_message_of([&] { config.global_batch_size(6); }),
+                           {"training.context_parallel=4 does not divide the 6 rank(s)"});
 }
 
 TEST(TrainConfig, SequenceLengthDefaultsToTarget) {
@@ -100,6 +111,9 @@ TEST(TrainConfig, EveryRangeRuleNamesItsKey) {
       {"training.activation_checkpointing_every=0",
        {"training.activation_checkpointing_every", "must be > 0"}},
       {"training.sequence_length=9000", {"training.sequence_length", "exceeds", "target_length"}},
+      {"training.context_parallel=0", {"training.context_parallel", "must be > 0"}},
+      {"training.context_parallel=3",
+       {"training.context_parallel=3", "6 equal chunks", "8192 tokens do not divide"}},
       {"training.precision=bf-16",
        {"training.precision", "bf16, fp16, fp32", "did you mean 'bf16'"}},
       {"training.reduce_dtype=fp16", {"training.reduce_dtype", "fp32, bf16"}},
@@ -310,6 +324,7 @@ training:
   precision: fp16
   reduce_dtype: bf16
   activation_checkpointing: false
+  context_parallel: 4
   max_grad_norm: 0.30000000000000004
   seed: 13
 optimizer:
@@ -350,6 +365,7 @@ void expect_same_fields(const TrainConfig& a, const TrainConfig& b) {
   EXPECT_EQ(a.training.precision, b.training.precision);
   EXPECT_EQ(a.training.reduce_dtype, b.training.reduce_dtype);
   EXPECT_EQ(a.training.activation_checkpointing, b.training.activation_checkpointing);
+  EXPECT_EQ(a.training.context_parallel, b.training.context_parallel);
   EXPECT_EQ(a.training.max_grad_norm, b.training.max_grad_norm);  // bit-exact, not NEAR
   EXPECT_EQ(a.training.max_nonfinite_steps, b.training.max_nonfinite_steps);
   EXPECT_EQ(a.training.loss_spike_factor, b.training.loss_spike_factor);
@@ -391,7 +407,7 @@ TEST(TrainConfig, ToYamlWritesEveryKeyIncludingDefaults) {
   const TrainConfig config = TrainConfig::from_yaml_text(kMinimal, "cfg.yaml");
   const std::string yaml = config.to_yaml();
   const std::vector<std::string> keys = TrainConfig::keys();
-  EXPECT_EQ(keys.size(), 45u);
+  EXPECT_EQ(keys.size(), 46u);
   EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size());
   for (const std::string& key : keys) {
     const std::string leaf = key.substr(key.find('.') + 1);

@@ -37,8 +37,24 @@ class SingleProcessCommunicator final : public Communicator {
     if (!full.is_same(shard)) shard.copy_(full);
   }
   void broadcast(torch::Tensor&, int) override {}
+  PendingCollective exchange_async(const torch::Tensor& outgoing, int to, torch::Tensor& incoming,
+                                   int from) override {
+    LCTRAIN_CHECK(to == 0 && from == 0, "exchange with rank {}/{} in a one-process run", to, from);
+    incoming.copy_(outgoing);
+    return PendingCollective();
+  }
   void barrier() override {}
 };
+
+void check_exchange(const torch::Tensor& outgoing, int to, const torch::Tensor& incoming, int from,
+                    int world_size) {
+  LCTRAIN_CHECK(to >= 0 && to < world_size && from >= 0 && from < world_size,
+                "exchange with ranks {} and {} outside 0 .. {}", to, from, world_size - 1);
+  LCTRAIN_CHECK(outgoing.is_contiguous() && incoming.is_contiguous() &&
+                    outgoing.numel() == incoming.numel() &&
+                    outgoing.scalar_type() == incoming.scalar_type(),
+                "point-to-point exchange takes contiguous tensors of one size and dtype");
+}
 
 // Runs a collective and turns c10d's failures (timeouts, dead peers) into one clear Error.
 template <typename Body>
@@ -141,6 +157,41 @@ class BackendCommunicator final : public Communicator {
     });
   }
 
+  PendingCollective exchange_async(const torch::Tensor& outgoing, int to, torch::Tensor& incoming,
+                                   int from) override {
+    check_exchange(outgoing, to, incoming, from, world_size_);
+    if (needs_staging(outgoing)) {
+      torch::Tensor device_incoming = incoming.to(device_);
+      exchange_async(outgoing.to(device_), to, device_incoming, from).wait();
+      incoming.copy_(device_incoming);
+      return PendingCollective();
+    }
+    // Tags keep concurrent exchanges between the same two ranks apart; both sides count alike.
+    const int tag = next_exchange_tag_;
+    next_exchange_tag_ = (next_exchange_tag_ + 1) % (1 << 30);
+    return guarded("send/recv", [&] {
+      std::vector<torch::Tensor> sent{outgoing};
+      std::vector<torch::Tensor> received{incoming};
+      // NCCL posts the two in this order, runs a pair's traffic on one stream and creates a
+      // pair's communicator on first use, blocking: if every rank of a ring sent first, each
+      // would wait on a peer waiting on another. Odd ranks receive first; around any ring (the
+      // context-parallel groups' are consecutive ranks) a rank that sends first then meets one
+      // that receives first, and the rest follow.
+      const bool receive_first = rank_ % 2 == 1;
+      decltype(backend_->send(sent, to, tag)) send_work, receive_work;
+      if (receive_first) receive_work = backend_->recv(received, from, tag);
+      send_work = backend_->send(sent, to, tag);
+      if (!receive_first) receive_work = backend_->recv(received, from, tag);
+      // The buffers must outlive the work: the closure keeps them.
+      return PendingCollective([send_work, receive_work, sent, received] {
+        guarded("send/recv", [&] {
+          send_work->wait();
+          receive_work->wait();
+        });
+      });
+    });
+  }
+
   void barrier() override {
     guarded("barrier", [&] { backend_->barrier()->wait(); });
   }
@@ -163,6 +214,7 @@ class BackendCommunicator final : public Communicator {
   int world_size_;
   std::string name_;
   torch::Device device_;
+  int next_exchange_tag_ = 0;
 };
 
 bool is_loopback(const std::string& address) {

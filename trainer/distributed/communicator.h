@@ -49,6 +49,11 @@ class Communicator {
   // shard [n] <- this rank's slice of the sum over ranks of full [world * n].
   virtual void reduce_scatter_sum(torch::Tensor& shard, const torch::Tensor& full) = 0;
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
+  // Point to point, without waiting: sends `outgoing` to rank `to` while receiving `incoming`
+  // (allocated by the caller with the sender's shape and dtype) from rank `from`. Contiguous
+  // tensors. Every rank that exchanges with another calls this in the same order as its peer.
+  virtual PendingCollective exchange_async(const torch::Tensor& outgoing, int to,
+                                           torch::Tensor& incoming, int from) = 0;
   virtual void barrier() = 0;
 
   void all_gather(torch::Tensor& full, const torch::Tensor& shard) {

@@ -85,7 +85,10 @@ ShardedLlama::ShardedLlama(LlamaConfig config, io::WeightSlices& source, RopeSca
       rotary_(std::move(runtime_rope), config_.head_dim, config_.rope_theta,
               config_.max_position_embeddings),
       communicator_(std::move(communicator)),
-      options_(options) {
+      options_(options),
+      mesh_(ProcessMesh::make(communicator_->world_size(),
+                              static_cast<int>(options.context_parallel), communicator_->rank())) {
+  if (mesh_.context_parallel > 1) ring_ = std::make_unique<CommunicatorRing>(mesh_, communicator_);
   // Group the Hugging Face tensors into units: "model.embed_tokens", "model.layers.N", head.
   const auto unit_of = [](const std::string& name) -> std::string {
     if (name.rfind("model.layers.", 0) == 0) {
@@ -175,12 +178,25 @@ torch::Tensor ShardedLlama::run_unit(UnitCall& call, const torch::Tensor& input)
   return output;
 }
 
-torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tensor& targets) {
-  LCTRAIN_CHECK(inputs.dim() == 2 && inputs.sizes() == targets.sizes(),
+torch::Tensor ShardedLlama::loss(const torch::Tensor& sequence_inputs,
+                                 const torch::Tensor& sequence_targets) {
+  LCTRAIN_CHECK(sequence_inputs.dim() == 2 && sequence_inputs.sizes() == sequence_targets.sizes(),
                 "inputs and targets must both be [batch, length]");
   live_calls_.clear();
   const torch::Device device = units_.front()->shard().device();
-  const auto [cos, sin] = rotary_.cos_sin(0, inputs.size(1), device);
+  auto [cos, sin] = rotary_.cos_sin(0, sequence_inputs.size(1), device);
+  torch::Tensor inputs = sequence_inputs;
+  torch::Tensor targets = sequence_targets;
+  if (ring_ != nullptr) {
+    // This rank's share: its tokens, their labels (taken before splitting, so a chunk's last
+    // label is the next chunk's first token) and their true positions.
+    const ZigzagLayout layout(ring_->size(), ring_->position(), sequence_inputs.size(1));
+    inputs = layout.take(sequence_inputs, 1);
+    targets = layout.take(sequence_targets, 1);
+    cos = layout.take(cos, 0);
+    sin = layout.take(sin, 0);
+  }
+  KeyValueRing* ring = ring_.get();
   const size_t layer_count = static_cast<size_t>(config_.num_hidden_layers);
   FlatParamUnit* embeddings = units_.front().get();
   FlatParamUnit* head = units_.back().get();
@@ -211,11 +227,12 @@ torch::Tensor ShardedLlama::loss(const torch::Tensor& inputs, const torch::Tenso
     FlatParamUnit* unit = units_[layer + 1].get();
     if (options_.prefetch) units_[layer + 2]->prefetch(options_.compute_dtype);
     UnitCall& call = make_call(layer + 1, {unit},
-                               [this, unit, layer, cos = cos, sin = sin](
+                               [this, unit, layer, cos = cos, sin = sin, ring](
                                    const torch::Tensor& x, const UnitParameters& parameters) {
                                  bind_views(*unit, parameters[0]);
-                                 torch::Tensor output = decoder_layer_forward(
-                                     config_, bound_.layers[layer], x, cos, sin, nullptr, layer);
+                                 torch::Tensor output =
+                                     decoder_layer_forward(config_, bound_.layers[layer], x, cos,
+                                                           sin, nullptr, layer, ring);
                                  unbind_views(*unit);
                                  return output;
                                });

@@ -14,6 +14,7 @@
 
 #include "distributed/communicator.h"
 #include "distributed/flat_param_unit.h"
+#include "distributed/process_mesh.h"
 #include "io/weight_slices.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
@@ -30,6 +31,9 @@ struct ShardingOptions {
   // layer policy). The embeddings follow activation_checkpointing; the head never recomputes.
   int64_t activation_checkpointing_every = 1;
   bool prefetch = true;  // start the next unit's gather while this one computes
+  // C: consecutive groups of C ranks split each sequence between them (ring attention over
+  // zigzag chunks, see distributed/process_mesh.h); 1: every rank computes whole sequences.
+  int64_t context_parallel = 1;
 };
 
 class ShardedLlama {
@@ -45,6 +49,10 @@ class ShardedLlama {
 
   // Mean next-token cross-entropy (fp32 scalar) of `targets` given `inputs`, both int64 [B, T].
   // Call backward() on it before the next loss(): the autograd graph refers to per-call state.
+  // With context parallelism every rank of a group passes the same whole sequences and computes
+  // the mean over its zigzag share of their tokens: all shares are the same size, so the mean
+  // over the group's ranks (and over all ranks, as the gradient reduction takes it) is the mean
+  // over every token, exactly as without context parallelism.
   torch::Tensor loss(const torch::Tensor& inputs, const torch::Tensor& targets);
 
   // The fp32 master shards: what the optimizer updates and gradients accumulate into.
@@ -56,6 +64,7 @@ class ShardedLlama {
 
   const LlamaConfig& config() const { return config_; }
   const ShardingOptions& options() const { return options_; }
+  const ProcessMesh& mesh() const { return mesh_; }
 
   struct UnitCall;  // one unit's computation within one loss() call
 
@@ -70,6 +79,8 @@ class ShardedLlama {
   RotaryEmbedding rotary_;
   std::shared_ptr<Communicator> communicator_;
   ShardingOptions options_;
+  ProcessMesh mesh_;
+  std::unique_ptr<CommunicatorRing> ring_;             // with context parallelism
   std::vector<std::unique_ptr<FlatParamUnit>> units_;  // embeddings, layers..., head
   // A LlamaWeights whose tensors are pointed at a unit's gathered views while it computes.
   LlamaWeights bound_;

@@ -13,13 +13,14 @@ namespace {
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 
 struct Blocking {
-  int64_t past = 0;
+  int64_t past = 0;  // query row i sits at key position past + i
   int64_t block = 0;
   double scale = 0;  // 1 / sqrt(head dim)
+  int64_t keys = 0;  // key positions there are
 };
 
-Blocking make_blocking(int64_t past, int64_t block, int64_t head_dim) {
-  return {past, block, 1.0 / std::sqrt(static_cast<double>(head_dim))};
+Blocking make_blocking(int64_t past, int64_t block, int64_t head_dim, int64_t keys) {
+  return {past, block, 1.0 / std::sqrt(static_cast<double>(head_dim)), keys};
 }
 
 // Sets the scores of keys after each query's position to -inf. Rows are queries q0 .. q0 + rows
@@ -37,18 +38,12 @@ void mask_future(torch::Tensor& scores, const Blocking& blocking, int64_t q0, in
 
 // Keys a query block needs: none after its last query's position.
 int64_t keys_needed(const Blocking& blocking, int64_t q0, int64_t rows) {
-  return blocking.past + q0 + rows;
+  return std::min(blocking.keys, blocking.past + q0 + rows);
 }
 
-// Any input dtype, fp32 arithmetic. Returns the fp32 output and the log-sum-exp of each row's
-// scaled scores.
-std::pair<torch::Tensor, torch::Tensor> attention_forward(const torch::Tensor& query_in,
-                                                          const torch::Tensor& key_in,
-                                                          const torch::Tensor& value_in,
-                                                          const Blocking& blocking) {
-  const torch::Tensor query = query_in.to(torch::kFloat32);
-  const torch::Tensor key = key_in.to(torch::kFloat32);
-  const torch::Tensor value = value_in.to(torch::kFloat32);
+// fp32 inputs and arithmetic. Returns the output and the log-sum-exp of each row's scaled scores.
+PartialAttention attention_forward(const torch::Tensor& query, const torch::Tensor& key,
+                                   const torch::Tensor& value, const Blocking& blocking) {
   const int64_t length = query.size(2);
   std::vector<torch::Tensor> outputs;
   std::vector<torch::Tensor> log_sum_exps;
@@ -80,14 +75,49 @@ std::pair<torch::Tensor, torch::Tensor> attention_forward(const torch::Tensor& q
   return {torch::cat(outputs, 2), torch::cat(log_sum_exps, 2)};
 }
 
-// FlashAttention-2's backward: each block's probabilities are rebuilt from the saved log-sum-exp.
+// FlashAttention-2's backward over fp32 inputs: each block's probabilities are rebuilt from the
+// log-sum-exp of the rows' whole attention (which may span more keys than `key` holds).
+AttentionGradients attention_backward(const torch::Tensor& query, const torch::Tensor& key,
+                                      const torch::Tensor& value, const torch::Tensor& grad_output,
+                                      const torch::Tensor& log_sum_exp,
+                                      const torch::Tensor& row_term, const Blocking& blocking) {
+  AttentionGradients gradients{torch::zeros_like(query), torch::zeros_like(key),
+                               torch::zeros_like(value)};
+  const int64_t length = query.size(2);
+  for (int64_t q0 = 0; q0 < length; q0 += blocking.block) {
+    const int64_t rows = std::min(blocking.block, length - q0);
+    const auto q = query.narrow(2, q0, rows) * blocking.scale;
+    const auto d_out = grad_output.narrow(2, q0, rows);
+    const auto lse = log_sum_exp.narrow(2, q0, rows);
+    const auto d_row = row_term.narrow(2, q0, rows);
+    auto d_q = gradients.query.narrow(2, q0, rows);
+    const int64_t needed = keys_needed(blocking, q0, rows);
+    for (int64_t k0 = 0; k0 < needed; k0 += blocking.block) {
+      const int64_t columns = std::min(blocking.block, needed - k0);
+      const auto k = key.narrow(2, k0, columns);
+      const auto v = value.narrow(2, k0, columns);
+      auto scores = torch::matmul(q, k.transpose(-1, -2));
+      mask_future(scores, blocking, q0, rows, k0, columns);
+      const auto probabilities = torch::exp(scores - lse);
+      gradients.value.narrow(2, k0, columns)
+          .add_(torch::matmul(probabilities.transpose(-1, -2), d_out));
+      const auto d_scores = probabilities * (torch::matmul(d_out, v.transpose(-1, -2)) - d_row);
+      d_q.add_(torch::matmul(d_scores, k), blocking.scale);
+      gradients.key.narrow(2, k0, columns).add_(torch::matmul(d_scores.transpose(-1, -2), q));
+    }
+  }
+  return gradients;
+}
+
+// Keeps q, k, v, the output and the log-sum-exp; backward rebuilds each block's probabilities.
 class BlockwiseAttention : public torch::autograd::Function<BlockwiseAttention> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* context,
                                const torch::Tensor& query, const torch::Tensor& key,
                                const torch::Tensor& value, int64_t past, int64_t block) {
-    auto [output, log_sum_exp] =
-        attention_forward(query, key, value, make_blocking(past, block, query.size(3)));
+    auto [output, log_sum_exp] = attention_forward(
+        query.to(torch::kFloat32), key.to(torch::kFloat32), value.to(torch::kFloat32),
+        make_blocking(past, block, query.size(3), key.size(2)));
     context->save_for_backward({query, key, value, output, log_sum_exp});
     context->saved_data["past"] = past;
     context->saved_data["block"] = block;
@@ -97,44 +127,17 @@ class BlockwiseAttention : public torch::autograd::Function<BlockwiseAttention> 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* context,
                                                torch::autograd::tensor_list gradients) {
     const auto saved = context->get_saved_variables();
-    const torch::Tensor query = saved[0].to(torch::kFloat32);
-    const torch::Tensor key = saved[1].to(torch::kFloat32);
-    const torch::Tensor value = saved[2].to(torch::kFloat32);
     const torch::Tensor& output = saved[3];
-    const torch::Tensor& log_sum_exp = saved[4];
-    const Blocking blocking = make_blocking(context->saved_data["past"].toInt(),
-                                            context->saved_data["block"].toInt(), query.size(3));
     const torch::Tensor grad_output = gradients[0].to(torch::kFloat32);
     // D_i = sum_j dO_ij O_ij: the softmax backward's row term.
     const torch::Tensor row_term = (grad_output * output).sum(-1, true);
-    torch::Tensor grad_query = torch::zeros_like(query);
-    torch::Tensor grad_key = torch::zeros_like(key);
-    torch::Tensor grad_value = torch::zeros_like(value);
-    const int64_t length = query.size(2);
-    for (int64_t q0 = 0; q0 < length; q0 += blocking.block) {
-      const int64_t rows = std::min(blocking.block, length - q0);
-      const auto q = query.narrow(2, q0, rows) * blocking.scale;
-      const auto d_out = grad_output.narrow(2, q0, rows);
-      const auto lse = log_sum_exp.narrow(2, q0, rows);
-      const auto d_row = row_term.narrow(2, q0, rows);
-      auto d_q = grad_query.narrow(2, q0, rows);
-      const int64_t needed = keys_needed(blocking, q0, rows);
-      for (int64_t k0 = 0; k0 < needed; k0 += blocking.block) {
-        const int64_t columns = std::min(blocking.block, needed - k0);
-        const auto k = key.narrow(2, k0, columns);
-        const auto v = value.narrow(2, k0, columns);
-        auto scores = torch::matmul(q, k.transpose(-1, -2));
-        mask_future(scores, blocking, q0, rows, k0, columns);
-        const auto probabilities = torch::exp(scores - lse);
-        grad_value.narrow(2, k0, columns)
-            .add_(torch::matmul(probabilities.transpose(-1, -2), d_out));
-        const auto d_scores = probabilities * (torch::matmul(d_out, v.transpose(-1, -2)) - d_row);
-        d_q.add_(torch::matmul(d_scores, k), blocking.scale);
-        grad_key.narrow(2, k0, columns).add_(torch::matmul(d_scores.transpose(-1, -2), q));
-      }
-    }
-    return {grad_query.to(saved[0].scalar_type()), grad_key.to(saved[1].scalar_type()),
-            grad_value.to(saved[2].scalar_type()), torch::Tensor(), torch::Tensor()};
+    const AttentionGradients result = attention_backward(
+        saved[0].to(torch::kFloat32), saved[1].to(torch::kFloat32), saved[2].to(torch::kFloat32),
+        grad_output, saved[4], row_term,
+        make_blocking(context->saved_data["past"].toInt(), context->saved_data["block"].toInt(),
+                      saved[0].size(3), saved[1].size(2)));
+    return {result.query.to(saved[0].scalar_type()), result.key.to(saved[1].scalar_type()),
+            result.value.to(saved[2].scalar_type()), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -165,8 +168,27 @@ torch::Tensor blockwise_causal_attention(const torch::Tensor& query, const torch
       torch::GradMode::is_enabled() &&
       (query.requires_grad() || key.requires_grad() || value.requires_grad());
   if (differentiable) return BlockwiseAttention::apply(query, key, value, past, block);
-  return attention_forward(query, key, value, make_blocking(past, block, query.size(3)))
-      .first.to(query.scalar_type());
+  return attention_forward(query.to(torch::kFloat32), key.to(torch::kFloat32),
+                           value.to(torch::kFloat32),
+                           make_blocking(past, block, query.size(3), key.size(2)))
+      .output.to(query.scalar_type());
+}
+
+PartialAttention partial_attention_forward(const torch::Tensor& query, const torch::Tensor& key,
+                                           const torch::Tensor& value, int64_t offset,
+                                           int64_t block) {
+  return attention_forward(query, key, value,
+                           make_blocking(offset, block, query.size(3), key.size(2)));
+}
+
+AttentionGradients partial_attention_backward(const torch::Tensor& query, const torch::Tensor& key,
+                                              const torch::Tensor& value,
+                                              const torch::Tensor& grad_output,
+                                              const torch::Tensor& log_sum_exp,
+                                              const torch::Tensor& row_term, int64_t offset,
+                                              int64_t block) {
+  return attention_backward(query, key, value, grad_output, log_sum_exp, row_term,
+                            make_blocking(offset, block, query.size(3), key.size(2)));
 }
 
 AttentionPath attention_path() { return attention_path_setting().get(); }

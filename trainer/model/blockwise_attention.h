@@ -16,6 +16,29 @@ torch::Tensor blockwise_causal_attention(const torch::Tensor& query, const torch
                                          const torch::Tensor& value, int64_t past,
                                          int64_t block = 512);
 
+// The pieces blockwise and ring attention are made of: one span of queries against one span of
+// keys, fp32 tensors in and out, the same block loops as above. Query row i sits at key position
+// `offset` + i and sees keys 0 .. offset + i: offset 0 with as many keys as queries is the causal
+// diagonal, offset >= the key count sees every key.
+struct PartialAttention {
+  torch::Tensor output;       // softmax-weighted values over the keys of this span only
+  torch::Tensor log_sum_exp;  // [B, H, Tq, 1] of the scaled scores over those keys
+};
+PartialAttention partial_attention_forward(const torch::Tensor& query, const torch::Tensor& key,
+                                           const torch::Tensor& value, int64_t offset,
+                                           int64_t block);
+struct AttentionGradients {
+  torch::Tensor query, key, value;
+};
+// This span pair's share of the gradients, given the rows' whole attention: its log-sum-exp over
+// every key the rows see, and row_term = sum(grad_output * output, -1) of its final output.
+AttentionGradients partial_attention_backward(const torch::Tensor& query, const torch::Tensor& key,
+                                              const torch::Tensor& value,
+                                              const torch::Tensor& grad_output,
+                                              const torch::Tensor& log_sum_exp,
+                                              const torch::Tensor& row_term, int64_t offset,
+                                              int64_t block);
+
 enum class AttentionPath {
   kAuto,       // blockwise on a CPU from 4096 keys on, fused/math attention elsewhere
   kMath,       // always scaled_dot_product_attention

@@ -2,6 +2,7 @@
 
 #include "model/blockwise_attention.h"
 #include "model/cpu_gemm.h"
+#include "model/ring_attention.h"
 #include "util/error.h"
 #include "util/torch_compat.h"
 
@@ -38,7 +39,8 @@ torch::Tensor fused_causal_attention(const torch::Tensor& query, const torch::Te
 
 torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeights& weights,
                                 const torch::Tensor& x, const torch::Tensor& cos,
-                                const torch::Tensor& sin, KVCache* cache, size_t layer_index) {
+                                const torch::Tensor& sin, KVCache* cache, size_t layer_index,
+                                KeyValueRing* ring) {
   const int64_t batch = x.size(0);
   const int64_t length = x.size(1);
   const int64_t head_dim = config.head_dim;
@@ -53,6 +55,16 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
       heads_first(linear_layer(x, weights.v_proj, weights.v_bias), config.num_key_value_heads);
   query = apply_rotary_embedding(query, cos, sin);
   key = apply_rotary_embedding(key, cos, sin);
+
+  const auto merge_heads = [&](const torch::Tensor& output, torch::ScalarType dtype) {
+    const auto merged = output.to(dtype).transpose(1, 2).reshape(
+        {batch, length, config.num_attention_heads * head_dim});
+    return linear_layer(merged, weights.o_proj, weights.o_bias);
+  };
+  if (ring != nullptr) {
+    LCTRAIN_CHECK(cache == nullptr, "ring attention does not take a KV cache");
+    return merge_heads(ring_causal_attention(query, key, value, *ring), query.scalar_type());
+  }
 
   const int64_t past = cache != nullptr ? cache->length() : 0;
   if (cache != nullptr) std::tie(key, value) = cache->append(layer_index, key, value);
@@ -71,9 +83,7 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
   value = repeat_kv(value, config.kv_groups());
   const torch::Tensor output = blockwise ? blockwise_causal_attention(query, key, value, past)
                                          : fused_causal_attention(query, key, value, past);
-  const auto merged = output.to(dtype).transpose(1, 2).reshape(
-      {batch, length, config.num_attention_heads * head_dim});
-  return linear_layer(merged, weights.o_proj, weights.o_bias);
+  return merge_heads(output, dtype);
 }
 
 torch::Tensor mlp_forward(const MlpWeights& weights, const torch::Tensor& x) {
@@ -92,10 +102,11 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
 
 torch::Tensor decoder_layer_forward(const LlamaConfig& config, const DecoderLayerWeights& layer,
                                     const torch::Tensor& hidden, const torch::Tensor& cos,
-                                    const torch::Tensor& sin, KVCache* cache, size_t layer_index) {
+                                    const torch::Tensor& sin, KVCache* cache, size_t layer_index,
+                                    KeyValueRing* ring) {
   auto residual = hidden;
   auto x = rms_norm(hidden, layer.input_norm, config.rms_norm_eps);
-  x = residual + attention_forward(config, layer.attention, x, cos, sin, cache, layer_index);
+  x = residual + attention_forward(config, layer.attention, x, cos, sin, cache, layer_index, ring);
   residual = x;
   x = rms_norm(x, layer.post_attention_norm, config.rms_norm_eps);
   return residual + mlp_forward(layer.mlp, x);

@@ -7,6 +7,7 @@
 #include "model/kv_cache.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
+#include "model/ring_attention.h"
 #include "model/rope.h"
 
 namespace lctrain {
@@ -15,10 +16,13 @@ namespace lctrain {
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
 // One decoder layer on hidden states [B, T, hidden] at positions given by cos/sin ([T, head_dim]).
-// With a cache, keys/values are appended to it and attention covers all cached positions.
+// With a cache, keys/values are appended to it and attention covers all cached positions. With a
+// ring, `hidden` is this rank's zigzag share of a sequence split over the ring (cos/sin at those
+// tokens' positions) and attention is ring attention (model/ring_attention.h).
 torch::Tensor decoder_layer_forward(const LlamaConfig& config, const DecoderLayerWeights& layer,
                                     const torch::Tensor& hidden, const torch::Tensor& cos,
-                                    const torch::Tensor& sin, KVCache* cache, size_t layer_index);
+                                    const torch::Tensor& sin, KVCache* cache, size_t layer_index,
+                                    KeyValueRing* ring = nullptr);
 
 class LlamaModel {
  public:

@@ -182,6 +182,9 @@ const std::vector<Field>& fields() {
       LCTRAIN_FIELD(training, activation_checkpointing, nullptr, "recompute layers in backward"),
       LCTRAIN_FIELD(training, activation_checkpointing_every, greater_than(0),
                     "with checkpointing, recompute every Nth decoder layer (1: all)"),
+      LCTRAIN_FIELD(training, context_parallel, greater_than(0),
+                    "C: ranks that split each sequence between them (ring attention over 2C "
+                    "zigzag chunks); must divide the world size, and 2C the sequence length"),
       LCTRAIN_FIELD(training, max_grad_norm, nullptr, "gradient clipping; <= 0 disables"),
       LCTRAIN_FIELD(training, max_nonfinite_steps, greater_than(0),
                     "steps in a row left unapplied (non-finite loss or gradient norm, loss "
@@ -495,6 +498,13 @@ void validate_config(const TrainConfig& config, const Locator& locator) {
                 "interpolation extends a window, it cannot shrink one",
                 locator.where("context.target_length"), config.context.target_length,
                 config.context.original_length);
+  const int64_t chunks = 2 * config.training.context_parallel;
+  LCTRAIN_CHECK(
+      config.training.context_parallel == 1 || config.effective_sequence_length() % chunks == 0,
+      "{}: training.context_parallel={} cuts each sequence into {} equal chunks, which "
+      "{} tokens do not divide into (make the sequence length a multiple of {})",
+      locator.where("training.context_parallel"), config.training.context_parallel, chunks,
+      config.effective_sequence_length(), chunks);
 }
 
 // yaml-cpp 0.7 loops forever when a document's first token is a flow entry (','), e.g. a
@@ -654,6 +664,14 @@ std::vector<std::string> TrainConfig::keys() {
 
 int64_t TrainConfig::effective_sequence_length() const {
   return training.sequence_length > 0 ? training.sequence_length : context.target_length;
+}
+
+int64_t TrainConfig::data_parallel_size(int64_t world_size) const {
+  LCTRAIN_CHECK(world_size % training.context_parallel == 0,
+                "training.context_parallel={} does not divide the {} rank(s) into equal groups "
+                "(each sequence is split over that many ranks; use a divisor of the world size)",
+                training.context_parallel, world_size);
+  return world_size / training.context_parallel;
 }
 
 bool operator==(const TrainConfig& a, const TrainConfig& b) {

@@ -39,9 +39,10 @@ struct TrainConfig {
     std::string reduce_dtype = "fp32";  // fp32 | bf16
     bool activation_checkpointing = true;
     int64_t activation_checkpointing_every = 1;  // recompute every Nth decoder layer (1: all)
-    double max_grad_norm = 1.0;                  // <= 0 disables clipping
-    int64_t max_nonfinite_steps = 3;    // rejected steps in a row (non-finite, spikes) that stop it
-    double loss_spike_factor = 10.0;    // a loss over this x the recent median is rejected; 0 = off
+    int64_t context_parallel = 1;     // ranks that split each sequence (ring attention); divides W
+    double max_grad_norm = 1.0;       // <= 0 disables clipping
+    int64_t max_nonfinite_steps = 3;  // rejected steps in a row (non-finite, spikes) that stop it
+    double loss_spike_factor = 10.0;  // a loss over this x the recent median is rejected; 0 = off
     std::string loss_scaling = "auto";  // auto (dynamic for fp16, none otherwise) | dynamic | none
     double loss_scale = 65536.0;        // dynamic loss scaling: the initial scale
     int64_t loss_scale_window = 2000;   // dynamic loss scaling: clean steps before it doubles
@@ -95,9 +96,13 @@ struct TrainConfig {
   static std::vector<std::pair<std::string, std::string>> reference();
 
   int64_t effective_sequence_length() const;
-  // Sequences per optimizer step across `world_size` ranks.
+  // Data-parallel groups among `world_size` ranks: world_size / training.context_parallel.
+  // Throws an Error naming the key when the division is not exact.
+  int64_t data_parallel_size(int64_t world_size) const;
+  // Sequences per optimizer step across `world_size` ranks (each group reads its own).
   int64_t global_batch_size(int64_t world_size) const {
-    return training.micro_batch_size * training.gradient_accumulation * world_size;
+    return training.micro_batch_size * training.gradient_accumulation *
+           data_parallel_size(world_size);
   }
 };
 

@@ -60,6 +60,7 @@ ShardingOptions sharding_options(const TrainConfig::Training& training,
   sharding.reduce_dtype = training.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   sharding.activation_checkpointing = training.activation_checkpointing;
   sharding.activation_checkpointing_every = training.activation_checkpointing_every;
+  sharding.context_parallel = training.context_parallel;
   return sharding;
 }
 
@@ -170,9 +171,19 @@ TrainingJob::TrainingJob(const TrainConfig& config_in)
   first_step_ = state_.step;
   // Loading is where a rank would hold more than its share: say what it took.
   log()->debug("rank {}: model loaded, peak host memory {:.2f} GiB", env.rank, peak_resident_gib());
+  // The ranks of a context-parallel group read the same sequences; the model splits them.
+  const ProcessMesh& mesh = model_->mesh();
+  if (is_main() && mesh.context_parallel > 1) {
+    log()->info(
+        "context parallel: {} ranks per sequence, {} data-parallel group(s), {} of {} "
+        "tokens per rank",
+        mesh.context_parallel, mesh.data_parallel_size(), sequence_length / mesh.context_parallel,
+        sequence_length);
+  }
   batches_ = std::make_unique<BatchPrefetcher>(
       data_, BatchPlan{state_.sequences_seen, config.training.micro_batch_size,
-                       config.training.gradient_accumulation, env.rank, env.world_size});
+                       config.training.gradient_accumulation, mesh.data_parallel_rank(),
+                       mesh.data_parallel_size()});
 }
 
 void TrainingJob::trim_metrics(int64_t resumed_step) const {
