@@ -37,6 +37,7 @@ Action add_plan_command(CLI::App& app) {
     double gpu_tflops = 0.0;
     int64_t gpus = 8;
     int64_t length = 8192;
+    int64_t context_parallel = 1;
     int64_t micro_batch = 1;
     std::string precision = "bf16";
     int64_t checkpoint_every = 1;
@@ -53,6 +54,10 @@ Action add_plan_command(CLI::App& app) {
   command->add_option("--gpu-tflops", options->gpu_tflops, "overrides --gpu's dense bf16 TFLOP/s");
   command->add_option("--gpus", options->gpus, "number of GPUs (ranks)")->capture_default_str();
   command->add_option("--length", options->length, "L': tokens per sequence")
+      ->capture_default_str();
+  command
+      ->add_option("--context-parallel", options->context_parallel,
+                   "C: ranks splitting each sequence (training.context_parallel)")
       ->capture_default_str();
   command->add_option("--micro-batch", options->micro_batch, "sequences per rank and micro-step")
       ->capture_default_str();
@@ -93,6 +98,7 @@ Action add_plan_command(CLI::App& app) {
                   options->mfu);
     input.devices = options->gpus;
     input.sequence_length = options->length;
+    input.context_parallel = options->context_parallel;
     input.micro_batch = options->micro_batch;
     input.precision = options->precision;
     input.checkpoint_every = options->checkpoint_every;

@@ -59,7 +59,16 @@ Plan make_plan(const PlanInput& input) {
   const double compute = dtype_bytes(input.precision);
   const double parameters = static_cast<double>(config.num_parameters());
   const double layers = static_cast<double>(config.num_hidden_layers);
-  const double tokens = static_cast<double>(input.micro_batch * input.sequence_length);
+  LCTRAIN_CHECK(input.context_parallel > 0 && input.devices % input.context_parallel == 0,
+                "context parallelism {} does not divide {} devices into equal groups",
+                input.context_parallel, input.devices);
+  LCTRAIN_CHECK(input.sequence_length % (2 * input.context_parallel) == 0,
+                "L'={} does not split into {} equal zigzag chunks (context parallelism {})",
+                input.sequence_length, 2 * input.context_parallel, input.context_parallel);
+  const double context_parallel = static_cast<double>(input.context_parallel);
+  // Everything that scales with the tokens counts a rank's share: L' / C of each sequence.
+  const double tokens =
+      static_cast<double>(input.micro_batch * input.sequence_length) / context_parallel;
   const double hidden = static_cast<double>(config.hidden_size);
   const double vocab = static_cast<double>(config.vocab_size);
   const Units units = unit_sizes(config);
@@ -102,7 +111,7 @@ Plan make_plan(const PlanInput& input) {
 
   const double heads = static_cast<double>(config.num_attention_heads);
   double attention = 0.0;
-  if (input.cpu && input.sequence_length < 4096) {
+  if (input.cpu && input.context_parallel == 1 && input.sequence_length < 4096) {
     // CPU math path below 4096 keys: the score matrix and its softmax, fp32.
     attention = 2.0 * static_cast<double>(input.micro_batch) * heads * 4.0 *
                 static_cast<double>(input.sequence_length) *
@@ -113,7 +122,15 @@ Plan make_plan(const PlanInput& input) {
   } else {
     attention = tokens * heads * 4.0 + tokens * hidden * compute;  // fused: log-sum-exp, output
   }
-  add("attention workspace", attention);
+  if (input.context_parallel > 1) {
+    // Ring attention: the K/V block computing and the one arriving; in backward also the
+    // travelling dK/dV, fp32.
+    const double kv_row = 2.0 * static_cast<double>(config.num_key_value_heads * config.head_dim);
+    attention += tokens * kv_row * (2.0 * compute + 2.0 * 4.0);
+  }
+  add(input.context_parallel > 1 ? "attention workspace (ring: K/V blocks in flight)"
+                                 : "attention workspace",
+      attention);
 
   if (input.cpu) {
     // Measured (bench/sliced_loading_memory.sh, W = 1, 2, 4): the peak exceeds the components
@@ -138,6 +155,7 @@ Plan make_plan(const PlanInput& input) {
       (recomputed / std::max(1.0, layers)) *
           (2.0 * layer_parameters +
            2.0 * layers * hidden * static_cast<double>(input.sequence_length));
+  // Zigzag chunks give every rank of a group the same causal work: 1/C of the sequence's FLOPs.
   plan.step_seconds = tokens * flops_per_token / (input.device_peak_flops * input.mfu);
   plan.tokens_per_second = tokens * world / plan.step_seconds;
   plan.fits = plan.device_total <= input.device_memory_bytes;
@@ -165,6 +183,7 @@ std::string change_to_fit(const PlanInput& input) {
   }
   PlanInput more = input;
   for (int64_t devices = input.devices + 1; devices <= 4096; ++devices) {
+    if (devices % input.context_parallel != 0) continue;
     more.devices = devices;
     if (make_plan(more).fits)
       return fmt::format("{} devices instead of {}", devices, input.devices);
@@ -176,18 +195,43 @@ std::string change_to_fit(const PlanInput& input) {
     more.checkpoint_every = input.checkpoint_every;
     more.micro_batch = input.micro_batch;
   }
-  return "nothing up to 4096 devices: the activations of one sequence alone do not fit; context "
-         "parallelism (ring attention) is needed";
+  // Split each sequence over C ranks (C dividing W, 2C dividing L'), on these devices or more.
+  for (int64_t devices = input.devices; devices <= 4096; ++devices) {
+    for (int64_t context_parallel = 2 * input.context_parallel; context_parallel <= devices;
+         context_parallel *= 2) {
+      if (devices % context_parallel != 0 || input.sequence_length % (2 * context_parallel) != 0)
+        continue;
+      PlanInput split = input;
+      split.devices = devices;
+      split.context_parallel = context_parallel;
+      split.checkpoint_every = 1;
+      split.micro_batch = 1;
+      if (make_plan(split).fits) {
+        return fmt::format("{}training.context_parallel={} (each sequence over {} ranks){}",
+                           devices == input.devices ? "" : fmt::format("{} devices, ", devices),
+                           context_parallel, context_parallel,
+                           input.checkpoint_every == 1 && input.micro_batch == 1
+                               ? ""
+                               : ", recomputing every layer, micro-batch 1");
+      }
+    }
+  }
+  return "nothing up to 4096 devices, even with context parallelism";
 }
 
 std::string describe_plan(const PlanInput& input, const Plan& plan) {
   const LlamaConfig& config = input.config;
   std::string text = fmt::format(
       "model: {:.2f} B parameters ({} layers, hidden {}, vocab {})\n"
-      "job: {} {} x {:.0f} GiB, L'={}, micro-batch {}, {}, {}\n\n",
+      "job: {} {} x {:.0f} GiB, L'={}{}, micro-batch {}, {}, {}\n\n",
       static_cast<double>(config.num_parameters()) / 1e9, config.num_hidden_layers,
       config.hidden_size, config.vocab_size, input.devices, input.cpu ? "CPU ranks" : "GPUs",
-      input.device_memory_bytes / kGiB, input.sequence_length, input.micro_batch, input.precision,
+      input.device_memory_bytes / kGiB, input.sequence_length,
+      input.context_parallel > 1
+          ? fmt::format(" split over {} ranks ({} tokens each)", input.context_parallel,
+                        input.sequence_length / input.context_parallel)
+          : std::string(),
+      input.micro_batch, input.precision,
       input.checkpoint_every == 0 ? std::string("no activation checkpointing")
       : input.checkpoint_every == 1
           ? std::string("every layer recomputed")

@@ -22,6 +22,7 @@ struct PlanInput {
   double device_peak_flops = 312e12;  // dense bf16 peak per GPU
   bool cpu = false;                   // ranks on CPUs: memory is host RSS
   int64_t sequence_length = 8192;     // L'
+  int64_t context_parallel = 1;       // C: ranks splitting each sequence (ring attention)
   int64_t micro_batch = 1;
   std::string precision = "bf16";  // bf16 | fp16 | fp32: the compute dtype
   int64_t checkpoint_every = 1;    // recompute every Nth layer; 0: no activation checkpointing
@@ -45,7 +46,7 @@ struct Plan {
 Plan make_plan(const PlanInput& input);
 
 // The smallest change that makes a job fit, tried in order: recompute every layer, a smaller
-// micro-batch, more devices (the fewest). Empty when it fits already; says so when nothing does.
+// micro-batch, more devices (the fewest), context parallelism over more devices. Empty when it fits already; says so when nothing does.
 std::string change_to_fit(const PlanInput& input);
 
 // The plan as text: the input, the component table, the totals, and what would make it fit.
