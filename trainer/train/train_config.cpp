@@ -19,6 +19,7 @@
 #include <string_view>
 #include <variant>
 
+#include "train/yaml_precheck.h"
 #include "util/error.h"
 
 namespace lctrain {
@@ -507,43 +508,10 @@ void validate_config(const TrainConfig& config, const Locator& locator) {
       config.effective_sequence_length(), chunks);
 }
 
-// yaml-cpp 0.7 loops forever when a document's first token is a flow entry (','), e.g. a
-// recipe whose line ", e.g. ..." lost its leading '#'. Such text is refused before it reaches
-// the parser, naming the line.
-void refuse_document_starting_with_comma(const std::string& text, const std::string& source) {
-  std::istringstream lines(text);
-  bool document_start = true;
-  int number = 0;
-  for (std::string line; std::getline(lines, line);) {
-    ++number;
-    std::string_view rest(line);
-    const auto skip_blanks = [&rest] {
-      while (!rest.empty() &&
-             (rest.front() == ' ' || rest.front() == '\t' || rest.front() == '\r')) {
-        rest.remove_prefix(1);
-      }
-    };
-    skip_blanks();
-    const bool marker = (rest.substr(0, 3) == "---" || rest.substr(0, 3) == "...") &&
-                        (rest.size() == 3 || rest[3] == ' ' || rest[3] == '\t' || rest[3] == '\r');
-    if (marker) {
-      document_start = true;
-      rest.remove_prefix(3);
-      skip_blanks();
-    }
-    if (rest.empty() || rest.front() == '#' || (document_start && rest.front() == '%')) continue;
-    if (document_start && rest.front() == ',') {
-      throw Error("{}: YAML syntax error at line {}: a document cannot start with ','", source,
-                  number);
-    }
-    document_start = false;
-  }
-}
-
 TrainConfig parse(const std::string& text, const std::string& source,
                   const std::vector<std::string>& overrides) {
   Locator locator(source);
-  refuse_document_starting_with_comma(text, source);
+  refuse_stray_flow_entries(text, source);
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(text);
