@@ -28,7 +28,7 @@ out=${LCTRAIN_OUT:-out/demo}
 base=${DEMO_BASE:-data/tiny-llama}
 corpus=${DEMO_CORPUS:-out/sample-pile}
 docs=${DEMO_DOCS:-16}
-trials=${DEMO_TRIALS:-5}
+trials=${DEMO_TRIALS:-10}
 steps=()
 [ -n "${DEMO_STEPS:-}" ] && steps=(training.steps="$DEMO_STEPS")
 started=$(date +%s)
@@ -45,9 +45,17 @@ scripts/check_sample_pile.sh "$corpus" data/sample-pile-manifest.json ||
   echo "demo: this corpus is not the pinned one: the numbers will differ from README's"
 rm -rf "$out"
 mkdir -p "$out"
-stage "tokenizing the train split into shards"
-"$lctrain" prepare-data --input "$corpus"/train/* --tokenizer "$base/tokenizer.model" \
+# The fine-tuning data: the train split with long-range recall made common, as the base's
+# pretraining had it inside 256 tokens (scripts/make_recall_corpus.py): runs of up to ~1400
+# characters written again up to ~2800 characters (~1000 tokens) later, and passkey documents of
+# up to 24 filler sentences (~1000 tokens). Evaluation stays on the untouched test split.
+stage "the fine-tuning data: the train split with long-range recall (make_recall_corpus.py)"
+zstdcat -f "$corpus"/train/* >"$out/train.jsonl"
+scripts/make_recall_corpus.py "$out/train.jsonl" "$out/finetune-mix.jsonl" --seed 4 \
+  --reach 2800 --min-span 200 --max-span 1400 --repeat-rate 0.02 --passkeys 3000 --max-fillers 24
+"$lctrain" prepare-data --input "$out/finetune-mix.jsonl" --tokenizer "$base/tokenizer.model" \
   --out "$out/train-shards"
+rm "$out/train.jsonl" "$out/finetune-mix.jsonl"
 
 # The paper's protocol (proof-pile): documents of at least L' tokens, truncated to L'.
 evaluate() {  # name, model flags...
@@ -57,10 +65,15 @@ evaluate() {  # name, model flags...
     --min-tokens 1024 --max-tokens 1024 --max-docs "$docs" --json "$out/ppl-$name.json" |
     head -n 2
 }
+# Key-to-question distances: the prompt is ~83 tokens longer than the distance (instruction and
+# one filler sentence before the key) and distances step by one filler sentence (36 tokens).
+# 43, 79, 115, 151 (prompts of 126 to 234 tokens) fit the base's 256; 511 and 907 (prompts of
+# 594 and 990 tokens) fit 1024, 907 the longest that does.
+passkey_lengths=44,80,116,152,512,940
 passkey() {  # name, model flags...
   local name=$1
   shift
-  "$lctrain" eval passkey "$@" --lengths 128,256,512,960 --trials "$trials" --seed 0 \
+  "$lctrain" eval passkey "$@" --lengths "$passkey_lengths" --trials "$trials" --seed 0 \
     --json "$out/passkey-$name.json"
 }
 pi='{"rope_type":"linear","factor":4.0}'
@@ -86,6 +99,8 @@ jobs=($!)
 tagged base+pi evaluate base-pi --model "$base" --rope-scaling "$pi" &
 jobs+=($!)
 wait_all "${jobs[@]}"
+stage "passkey retrieval of the base model, inside its window (prompts of 126-234 tokens) and past it"
+tagged base passkey base --model "$base"
 
 finetune() {  # name, overrides...
   local name=$1
@@ -107,10 +122,8 @@ jobs=($!)
 tagged pi evaluate pi --model "$out/pi/final" &
 jobs+=($!)
 wait_all "${jobs[@]}"
-tagged base passkey base --model "$base" &
-jobs=($!)
 tagged direct passkey direct --model "$out/direct/final" &
-jobs+=($!)
+jobs=($!)
 tagged pi passkey pi --model "$out/pi/final" &
 jobs+=($!)
 wait_all "${jobs[@]}"
@@ -120,6 +133,26 @@ stage "exporting the PI model as a Hugging Face folder, and generating with it"
 "$lctrain" inspect "$out/tiny-llama-1024"
 "$lctrain" generate --model "$out/tiny-llama-1024" --max-new-tokens 48 \
   --prompt "let REAL_LE_TRANS = prove"
+
+# One passkey prompt of ~990 tokens (the key 907 tokens before the question, as the eval's
+# longest distance), asked of the three models; each answer is printed after the question.
+stage "one ~990-token passkey prompt (key 58031, 907 tokens before the question), three models"
+filler="The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+prompt="There is an important info hidden inside a lot of irrelevant text. Find it and memorize"
+prompt+=" them. I will quiz you about the important information there. $filler The pass key is"
+prompt+=" 58031. Remember it. 58031 is the pass key."
+for _ in $(seq 24); do prompt+=" $filler"; done
+prompt+=" What is the pass key? The pass key is"
+ask() {  # label, model flags...
+  local label=$1
+  shift
+  local answer
+  answer=$("$lctrain" generate "$@" --max-new-tokens 8 --prompt "$prompt" 2>/dev/null)
+  printf '%-28s ...%s\n' "$label:" "${answer: -60}"
+}
+ask "base (L=256), no scaling" --model "$base"
+ask "direct fine-tuning to 1024" --model "$out/direct/final"
+ask "PI fine-tuning to 1024" --model "$out/tiny-llama-1024"
 
 stage "results"
 scripts/results_table.py "$out" base="base (L=256), no scaling" base-pi="base + PI, no fine-tuning" \
@@ -140,4 +173,6 @@ plot for [col=2:5] "$out/results.tsv" using 1:col with linespoints lw 2 title co
 PLOT
   echo "plot: $out/perplexity.png"
 fi
+stage "the paper's claims, checked against the figures above (scripts/demo_checks.py)"
+scripts/demo_checks.py "$out"
 echo "demo: finished in $(($(date +%s) - started)) s; results in $out/results.md"
