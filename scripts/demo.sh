@@ -9,10 +9,12 @@
 #   3. the paper's control: the same fine-tuning without PI (direct extension);
 #   4. perplexity and passkey retrieval of both;
 #   5. the PI model exported as a Hugging Face folder, and `lctrain generate` on it;
-#   6. the results table (out/demo/results.md) and plot (out/demo/perplexity.png).
+#   6. one ~990-token passkey prompt asked of the base, the direct and the PI model;
+#   7. the results table (out/demo/results.md), plot (out/demo/perplexity.png), and issue 20's
+#      claims checked against the demo's JSON (scripts/demo_checks.py, out/demo/checks.md).
 #
 # Knobs (environment): DEMO_STEPS (fine-tuning steps; the config's 100), DEMO_DOCS (evaluation
-# documents, 16), DEMO_TRIALS (passkey trials per distance, 5; the paper's 10), DEMO_CORPUS (a
+# documents, 16), DEMO_TRIALS (passkey trials per distance, 10 as in the paper), DEMO_CORPUS (a
 # folder with train/ and test/ .jsonl[.zst] files; default: make_sample_pile.sh's out/sample-pile),
 # LCTRAIN_OUT (out/demo), LCTRAIN_BIN (an lctrain binary: skips set-up and build), DEMO_BASE (the
 # base model, a Hugging Face folder with its tokenizer.model, trained at 256; data/tiny-llama).
