@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled default: Position Interpolation in miniature, about 13 minutes on a
 # 2-core CPU (769 s measured before issue 20 added the fine-tuning data, the six passkey
-# distances at 10 trials and the ~990-token prompt: not re-measured unloaded). The bundled base model (data/tiny-llama: 5.3M parameters,
+# distances at 10 trials and the ~990-token prompt: not re-measured unloaded). The bundled base
+# model (data/tiny-llama: 5.3M parameters,
 # pretrained by lctrain at a window of L = 256) is extended to L' = 1024 (s = 4, the paper's
 # 2048 -> 8192):
 #   1. sliding-window perplexity of the base model at 256, 512, 1024: as it is (extrapolation),
