@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled default: Position Interpolation in miniature, about 13 minutes on a
-# 2-core CPU (769 s measured). The bundled base model (data/tiny-llama: 5.3M parameters,
+# 2-core CPU (769 s measured before issue 20 added the fine-tuning data, the six passkey
+# distances at 10 trials and the ~990-token prompt: not re-measured unloaded). The bundled base
+# model (data/tiny-llama: 5.3M parameters,
 # pretrained by lctrain at a window of L = 256) is extended to L' = 1024 (s = 4, the paper's
 # 2048 -> 8192):
 #   1. sliding-window perplexity of the base model at 256, 512, 1024: as it is (extrapolation),
@@ -9,10 +11,12 @@
 #   3. the paper's control: the same fine-tuning without PI (direct extension);
 #   4. perplexity and passkey retrieval of both;
 #   5. the PI model exported as a Hugging Face folder, and `lctrain generate` on it;
-#   6. the results table (out/demo/results.md) and plot (out/demo/perplexity.png).
+#   6. one ~990-token passkey prompt asked of the base, the direct and the PI model;
+#   7. the results table (out/demo/results.md), plot (out/demo/perplexity.png), and issue 20's
+#      claims checked against the demo's JSON (scripts/demo_checks.py, out/demo/checks.md).
 #
 # Knobs (environment): DEMO_STEPS (fine-tuning steps; the config's 100), DEMO_DOCS (evaluation
-# documents, 16), DEMO_TRIALS (passkey trials per distance, 5; the paper's 10), DEMO_CORPUS (a
+# documents, 16), DEMO_TRIALS (passkey trials per distance, 10 as in the paper), DEMO_CORPUS (a
 # folder with train/ and test/ .jsonl[.zst] files; default: make_sample_pile.sh's out/sample-pile),
 # LCTRAIN_OUT (out/demo), LCTRAIN_BIN (an lctrain binary: skips set-up and build), DEMO_BASE (the
 # base model, a Hugging Face folder with its tokenizer.model, trained at 256; data/tiny-llama).
@@ -28,7 +32,7 @@ out=${LCTRAIN_OUT:-out/demo}
 base=${DEMO_BASE:-data/tiny-llama}
 corpus=${DEMO_CORPUS:-out/sample-pile}
 docs=${DEMO_DOCS:-16}
-trials=${DEMO_TRIALS:-5}
+trials=${DEMO_TRIALS:-10}
 steps=()
 [ -n "${DEMO_STEPS:-}" ] && steps=(training.steps="$DEMO_STEPS")
 started=$(date +%s)
@@ -45,9 +49,17 @@ scripts/check_sample_pile.sh "$corpus" data/sample-pile-manifest.json ||
   echo "demo: this corpus is not the pinned one: the numbers will differ from README's"
 rm -rf "$out"
 mkdir -p "$out"
-stage "tokenizing the train split into shards"
-"$lctrain" prepare-data --input "$corpus"/train/* --tokenizer "$base/tokenizer.model" \
+# The fine-tuning data: the train split with long-range recall made common, as the base's
+# pretraining had it inside 256 tokens (scripts/make_recall_corpus.py): runs of up to ~1400
+# characters written again up to ~2800 characters (~1000 tokens) later, and passkey documents of
+# up to 24 filler sentences (~1000 tokens). Evaluation stays on the untouched test split.
+stage "the fine-tuning data: the train split with long-range recall (make_recall_corpus.py)"
+zstdcat -f "$corpus"/train/* >"$out/train.jsonl"
+scripts/make_recall_corpus.py "$out/train.jsonl" "$out/finetune-mix.jsonl" --seed 4 \
+  --reach 2800 --min-span 200 --max-span 1400 --repeat-rate 0.02 --passkeys 3000 --max-fillers 24
+"$lctrain" prepare-data --input "$out/finetune-mix.jsonl" --tokenizer "$base/tokenizer.model" \
   --out "$out/train-shards"
+rm "$out/train.jsonl" "$out/finetune-mix.jsonl"
 
 # The paper's protocol (proof-pile): documents of at least L' tokens, truncated to L'.
 evaluate() {  # name, model flags...
@@ -57,10 +69,15 @@ evaluate() {  # name, model flags...
     --min-tokens 1024 --max-tokens 1024 --max-docs "$docs" --json "$out/ppl-$name.json" |
     head -n 2
 }
+# Key-to-question distances: the prompt is ~83 tokens longer than the distance (instruction and
+# one filler sentence before the key) and distances step by one filler sentence (36 tokens).
+# 43, 79, 115, 151 (prompts of 126 to 234 tokens) fit the base's 256; 511 and 907 (prompts of
+# 594 and 990 tokens) fit 1024, 907 the longest that does.
+passkey_lengths=44,80,116,152,512,940
 passkey() {  # name, model flags...
   local name=$1
   shift
-  "$lctrain" eval passkey "$@" --lengths 128,256,512,960 --trials "$trials" --seed 0 \
+  "$lctrain" eval passkey "$@" --lengths "$passkey_lengths" --trials "$trials" --seed 0 \
     --json "$out/passkey-$name.json"
 }
 pi='{"rope_type":"linear","factor":4.0}'
@@ -86,6 +103,8 @@ jobs=($!)
 tagged base+pi evaluate base-pi --model "$base" --rope-scaling "$pi" &
 jobs+=($!)
 wait_all "${jobs[@]}"
+stage "passkey retrieval of the base model, inside its window (prompts of 126-234 tokens) and past it"
+tagged base passkey base --model "$base"
 
 finetune() {  # name, overrides...
   local name=$1
@@ -107,10 +126,8 @@ jobs=($!)
 tagged pi evaluate pi --model "$out/pi/final" &
 jobs+=($!)
 wait_all "${jobs[@]}"
-tagged base passkey base --model "$base" &
-jobs=($!)
 tagged direct passkey direct --model "$out/direct/final" &
-jobs+=($!)
+jobs=($!)
 tagged pi passkey pi --model "$out/pi/final" &
 jobs+=($!)
 wait_all "${jobs[@]}"
@@ -120,6 +137,26 @@ stage "exporting the PI model as a Hugging Face folder, and generating with it"
 "$lctrain" inspect "$out/tiny-llama-1024"
 "$lctrain" generate --model "$out/tiny-llama-1024" --max-new-tokens 48 \
   --prompt "let REAL_LE_TRANS = prove"
+
+# One passkey prompt of ~990 tokens (the key 907 tokens before the question, as the eval's
+# longest distance), asked of the three models; each answer is printed after the question.
+stage "one ~990-token passkey prompt (key 58031, 907 tokens before the question), three models"
+filler="The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+prompt="There is an important info hidden inside a lot of irrelevant text. Find it and memorize"
+prompt+=" them. I will quiz you about the important information there. $filler The pass key is"
+prompt+=" 58031. Remember it. 58031 is the pass key."
+for _ in $(seq 24); do prompt+=" $filler"; done
+prompt+=" What is the pass key? The pass key is"
+ask() {  # label, model flags...
+  local label=$1
+  shift
+  local answer
+  answer=$("$lctrain" generate "$@" --max-new-tokens 8 --prompt "$prompt" 2>/dev/null)
+  printf '%-28s ...%s\n' "$label:" "${answer: -60}"
+}
+ask "base (L=256), no scaling" --model "$base"
+ask "direct fine-tuning to 1024" --model "$out/direct/final"
+ask "PI fine-tuning to 1024" --model "$out/tiny-llama-1024"
 
 stage "results"
 scripts/results_table.py "$out" base="base (L=256), no scaling" base-pi="base + PI, no fine-tuning" \
@@ -140,4 +177,6 @@ plot for [col=2:5] "$out/results.tsv" using 1:col with linespoints lw 2 title co
 PLOT
   echo "plot: $out/perplexity.png"
 fi
+stage "the paper's claims, checked against the figures above (scripts/demo_checks.py)"
+scripts/demo_checks.py "$out"
 echo "demo: finished in $(($(date +%s) - started)) s; results in $out/results.md"

@@ -9,17 +9,24 @@
 #      learns to copy (window 256; about 45 minutes on 2 cores);
 #   5. stage 2, configs/pretrain-tiny.yaml: the train split with recall made common
 #      (scripts/make_recall_corpus.py), about 70 minutes;
-#   6. the bf16 Hugging Face export with the tokenizer, and both stages' metrics logs.
-# Usage: scripts/pretrain_tiny.sh [section.key=value overrides for both stages' configs]
+#   6. stage 3, configs/pretrain-tiny-passkey.yaml: the same split with many more passkey
+#      documents (the key at every depth of the window), so that the base retrieves the key from
+#      every prompt that fits its window (issue 20), about 15 minutes;
+#   7. the bf16 Hugging Face export with the tokenizer, and the stages' metrics logs.
+# Usage: scripts/pretrain_tiny.sh [section.key=value overrides for every stage's config]
+# LCTRAIN_BIN=path/to/lctrain skips set-up and build (as scripts/demo.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
-scripts/build.sh --target lctrain
-lctrain=${LCTRAIN_BUILD_DIR:-build}/bin/lctrain
+if [ -z "${LCTRAIN_BIN:-}" ]; then
+  scripts/setup.sh
+  scripts/build.sh --target lctrain
+fi
+lctrain=${LCTRAIN_BIN:-${LCTRAIN_BUILD_DIR:-build}/bin/lctrain}
 data=out/tiny-data
 induction_run=out/pretrain-tiny-induction
 run=out/pretrain-tiny
+passkey_run=out/pretrain-tiny-passkey
 model=data/tiny-llama
 
 scripts/check_sample_pile.sh out/sample-pile data/sample-pile-manifest.json >/dev/null 2>&1 ||
@@ -56,19 +63,30 @@ if [ ! -f "$data/recall/manifest.json" ]; then
     --out "$data/recall"
   rm "$data/recall.jsonl"
 fi
+if [ ! -f "$data/passkey-mix/manifest.json" ]; then
+  scripts/make_recall_corpus.py out/sample-pile/train/*.jsonl.zst "$data/passkey-mix.jsonl" \
+    --seed 3 --passkeys 20000 --max-fillers 5 --copies 2000
+  "$lctrain" prepare-data --input "$data/passkey-mix.jsonl" --tokenizer "$data/tokenizer.model" \
+    --out "$data/passkey-mix"
+  rm "$data/passkey-mix.jsonl"
+fi
 
 "$lctrain" train --config configs/pretrain-tiny-induction.yaml output.dir="$induction_run" "$@"
 "$lctrain" train --config configs/pretrain-tiny.yaml model.path="$induction_run/final" \
   output.dir="$run" "$@"
+"$lctrain" train --config configs/pretrain-tiny-passkey.yaml model.path="$run/final" \
+  output.dir="$passkey_run" "$@"
 
 rm -rf "$model.new"
-"$lctrain" export --checkpoint "$run" --out "$model.new" --dtype bf16
+"$lctrain" export --checkpoint "$passkey_run" --out "$model.new" --dtype bf16
 cp "$data/tokenizer.model" "$model.new/"
 # The pretraining runs as a base model: its own window, no scaling to undo.
 cp "$induction_run/metrics.jsonl" "$model.new/pretrain-induction-metrics.jsonl"
 cp "$induction_run/config.yaml" "$model.new/pretrain-induction-config.yaml"
 cp "$run/metrics.jsonl" "$model.new/pretrain-metrics.jsonl"
 cp "$run/config.yaml" "$model.new/pretrain-config.yaml"
+cp "$passkey_run/metrics.jsonl" "$model.new/pretrain-passkey-metrics.jsonl"
+cp "$passkey_run/config.yaml" "$model.new/pretrain-passkey-config.yaml"
 rm -rf "$model" && mv "$model.new" "$model"
 "$lctrain" inspect "$model"
 echo "pretrain_tiny: $model regenerated"
