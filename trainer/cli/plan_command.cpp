@@ -90,6 +90,8 @@ Action add_plan_command(CLI::App& app) {
     if (options->gpu_tflops > 0.0) input.device_peak_flops = options->gpu_tflops * 1e12;
     LCTRAIN_CHECK(options->gpus > 0, "--gpus must be positive, got {}", options->gpus);
     LCTRAIN_CHECK(options->length > 0, "--length must be positive, got {}", options->length);
+    LCTRAIN_CHECK(options->context_parallel > 0, "--context-parallel must be positive, got {}",
+                  options->context_parallel);
     LCTRAIN_CHECK(options->micro_batch > 0, "--micro-batch must be positive, got {}",
                   options->micro_batch);
     LCTRAIN_CHECK(options->checkpoint_every >= 0, "--checkpoint-every must be 0 or more, got {}",
