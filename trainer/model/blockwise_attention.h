@@ -10,6 +10,10 @@
 
 namespace lctrain {
 
+// Grouped-query attention: [B, Hkv, T, D] -> [B, Hkv * groups, T, D], each key/value head
+// repeated for the `groups` query heads it serves (Hugging Face's repeat_kv layout).
+torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups);
+
 // q: [B, H, Tq, D]; k, v: [B, H, past + Tq, D] (heads already repeated for GQA). Query i sits at
 // position past + i and attends to keys 0 .. past + i. Returns [B, H, Tq, D] in q's dtype.
 torch::Tensor blockwise_causal_attention(const torch::Tensor& query, const torch::Tensor& key,

@@ -9,15 +9,6 @@
 namespace lctrain {
 namespace {
 
-// Grouped-query attention: each key/value head serves num_attention_heads / kv_heads query heads.
-torch::Tensor repeat_kv(const torch::Tensor& x, int64_t groups) {
-  if (groups == 1) return x;
-  const auto sizes = x.sizes();
-  return x.unsqueeze(2)
-      .expand({sizes[0], sizes[1], groups, sizes[2], sizes[3]})
-      .reshape({sizes[0], sizes[1] * groups, sizes[2], sizes[3]});
-}
-
 // softmax(q kᵀ / √d) v with queries at positions past .. past + Tq - 1, by LibTorch's
 // scaled_dot_product_attention (flash / memory-efficient kernels on CUDA).
 torch::Tensor fused_causal_attention(const torch::Tensor& query, const torch::Tensor& key,

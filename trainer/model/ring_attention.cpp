@@ -38,16 +38,7 @@ int64_t offset_of(Visibility seen, int64_t chunk_length) {
   return seen == Visibility::kCausal ? 0 : chunk_length;
 }
 
-// [B, Hkv, T, D] -> [B, Hkv * groups, T, D], as the model's repeat_kv lays heads out.
-torch::Tensor repeat_heads(const torch::Tensor& x, int64_t groups) {
-  if (groups == 1) return x;
-  const auto sizes = x.sizes();
-  return x.unsqueeze(2)
-      .expand({sizes[0], sizes[1], groups, sizes[2], sizes[3]})
-      .reshape({sizes[0], sizes[1] * groups, sizes[2], sizes[3]});
-}
-
-// The gradient of repeat_heads: each key/value head collects its query heads' gradients.
+// The gradient of repeat_kv: each key/value head collects its query heads' gradients.
 torch::Tensor sum_heads(const torch::Tensor& x, int64_t groups) {
   if (groups == 1) return x;
   const auto sizes = x.sizes();
@@ -107,8 +98,8 @@ PartialAttention ring_forward(const torch::Tensor& query, const torch::Tensor& k
   for (int64_t step = 0; step < ring.size(); ++step) {
     std::function<torch::Tensor()> arriving;
     if (step + 1 < ring.size()) arriving = ring.pass(key_value);
-    const torch::Tensor k = repeat_heads(key_value[0].to(torch::kFloat32), groups);
-    const torch::Tensor v = repeat_heads(key_value[1].to(torch::kFloat32), groups);
+    const torch::Tensor k = repeat_kv(key_value[0].to(torch::kFloat32), groups);
+    const torch::Tensor v = repeat_kv(key_value[1].to(torch::kFloat32), groups);
     for (const ChunkPair& pair : visible_pairs(ring, source_at(ring, step))) {
       merge(rows[pair.query_slot],
             partial_attention_forward(q.narrow(2, pair.query_slot * chunk, chunk),
@@ -157,8 +148,8 @@ class RingAttention : public torch::autograd::Function<RingAttention> {
     for (int64_t step = 0; step < ring.size(); ++step) {
       std::function<torch::Tensor()> arriving;
       if (step + 1 < ring.size()) arriving = ring.pass(key_value);
-      const torch::Tensor k = repeat_heads(key_value[0].to(torch::kFloat32), groups);
-      const torch::Tensor v = repeat_heads(key_value[1].to(torch::kFloat32), groups);
+      const torch::Tensor k = repeat_kv(key_value[0].to(torch::kFloat32), groups);
+      const torch::Tensor v = repeat_kv(key_value[1].to(torch::kFloat32), groups);
       torch::Tensor key_value_grad =
           torch::zeros(key_value.sizes(), key_value.options().dtype(torch::kFloat32));
       for (const ChunkPair& pair : visible_pairs(ring, source_at(ring, step))) {
