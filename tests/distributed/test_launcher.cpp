@@ -226,7 +226,7 @@ TEST(Launch, KillsARankThatIgnoresSigtermAfterTheKillTimeout) {
   const auto result = lctrain("launch --nproc-per-node 2 --kill-timeout 1 -- " +
                               failing_worker(scratch, 2, 1, "exit 2", "trap '' TERM\n"));
   const double elapsed = seconds_since(start);
-  EXPECT_GE(elapsed, 1.0);  // the kill timeout was given to the rank that ignores SIGTERM
+  EXPECT_GE(elapsed, 1.0);   // the kill timeout was given to the rank that ignores SIGTERM
   EXPECT_LT(elapsed, 15.0);  // then it was killed, well before its 30 s sleep ends
   EXPECT_EQ(result.exit_code, 2) << result.output;
   EXPECT_TRUE(contains(result.output, "rank 1 exited with code 2")) << result.output;

@@ -91,8 +91,7 @@ TEST(MemoryPlan, ContextParallelismSplitsTheActivationsButNotTheShards) {
     EXPECT_NEAR(line(b, "saved activations") * static_cast<double>(group),
                 line(a, "saved activations"), 1e-6 * line(a, "saved activations"));
     EXPECT_GT(line(b, "attention workspace (ring"), 0.0);
-    EXPECT_NEAR(b.step_seconds * static_cast<double>(group), a.step_seconds,
-                1e-9 * a.step_seconds);
+    EXPECT_NEAR(b.step_seconds * static_cast<double>(group), a.step_seconds, 1e-9 * a.step_seconds);
     // The same devices compute 1/C of the sequences each step, C times as fast.
     EXPECT_NEAR(b.tokens_per_second, a.tokens_per_second, 1e-9 * a.tokens_per_second);
   }
@@ -120,8 +119,8 @@ TEST(MemoryPlan, SuggestsContextParallelismWhenOneSequenceDoesNotFit) {
 }
 
 TEST(CliPlan, SaysWhatFitsAndRefusesAGroupThatDoesNotDivideTheDevices) {
-  const std::string model = testing::quoted(testing::source_dir() / "configs" / "models" /
-                                            "llama-7b.json");
+  const std::string model =
+      testing::quoted(testing::source_dir() / "configs" / "models" / "llama-7b.json");
   const auto fits = testing::run_lctrain("plan " + model + " --gpus 8 --length 32768");
   ASSERT_EQ(fits.exit_code, 0) << fits.output;
   testing::expect_contains(fits.output, {"fits"});

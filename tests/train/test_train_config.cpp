@@ -662,10 +662,9 @@ TEST(TrainConfigFuzz, StrayCommasAreErrorsNotHangs) {
     expect_error(text, {}, {"cfg.yaml", "line " + std::to_string(line), "','"});
   }
   // Commas inside quotes, flow collections, plain and block scalars are the parser's to judge.
-  for (const char* text :
-       {"model: {config: \"a,b\"}\n", "---,\n", "model:\n  config: a, b\n",
-        "model:\n  config: |\n    , b\n", "model: {config: [1,\n , 2]}\n",
-        "model:\n  config: it's 'fine', really\n"}) {
+  for (const char* text : {"model: {config: \"a,b\"}\n", "---,\n", "model:\n  config: a, b\n",
+                           "model:\n  config: |\n    , b\n", "model: {config: [1,\n , 2]}\n",
+                           "model:\n  config: it's 'fine', really\n"}) {
     EXPECT_EQ(error_of(text).find("outside a [list]"), std::string::npos) << text;
   }
 }

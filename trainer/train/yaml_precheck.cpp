@@ -47,9 +47,9 @@ void refuse_stray_flow_entries(const std::string& text, const std::string& sourc
   bool in_block_scalar = false;
   size_t block_parent_indent = 0;
   size_t line_indent = 0;
-  std::string significant;  // this line's text outside comments, for the block scalar header
-  char previous = 0;        // the last non-blank character on this line outside comments
-  bool node_closed = false;  // `previous` closed a quoted scalar or a flow collection
+  std::string significant;       // this line's text outside comments, for the block scalar header
+  char previous = 0;             // the last non-blank character on this line outside comments
+  bool node_closed = false;      // `previous` closed a quoted scalar or a flow collection
   char word_first = 0;           // the first character of this blank-separated word
   char previous_word_first = 0;  // ... and of the word before it on this line
 
