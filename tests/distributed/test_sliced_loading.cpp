@@ -18,6 +18,7 @@
 #include "model/llama_weights.h"
 #include "support/error_expectations.h"
 #include "support/test_support.h"
+#include "support/torch_checkpoints.h"
 
 namespace lctrain {
 namespace {
@@ -110,26 +111,7 @@ TEST(SlicedLoading, ShardedBf16SafetensorsEqualsWholeLoading) {
   expect_sliced_equals_whole(scratch.path());
 }
 
-class SlicedTorchCheckpoints : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    scratch_ = std::make_unique<ScratchDir>();
-    const auto script = testing::source_dir() / "tests" / "io" / "make_torch_checkpoints.py";
-    const auto result = testing::run_command("/usr/bin/python3 " + quoted(script) + " " +
-                                             quoted(fixture_dir("tiny-llama-parity")) + " " +
-                                             quoted(scratch_->path()));
-    made_ = result.exit_code == 0;
-    if (!made_) std::cerr << "make_torch_checkpoints.py failed:\n" << result.output << std::endl;
-  }
-  static void TearDownTestSuite() { scratch_.reset(); }
-  void SetUp() override {
-    ASSERT_TRUE(made_) << "needs Debian's python3-torch for /usr/bin/python3 (scripts/setup.sh)";
-  }
-  static fs::path dir(const std::string& name) { return scratch_->path() / name; }
-
-  static inline std::unique_ptr<ScratchDir> scratch_;
-  static inline bool made_ = false;
-};
+class SlicedTorchCheckpoints : public testing::TorchCheckpointsTest {};
 
 TEST_F(SlicedTorchCheckpoints, MetaWithTwoModelParallelShardsEqualsWholeLoading) {
   expect_sliced_equals_whole(dir("meta"));

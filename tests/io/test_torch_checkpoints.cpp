@@ -16,7 +16,9 @@
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
 #include "support/error_expectations.h"
+#include "support/forward_logits.h"
 #include "support/test_support.h"
+#include "support/torch_checkpoints.h"
 #include "util/json_fields.h"
 
 namespace lctrain {
@@ -31,25 +33,8 @@ using testing::quoted;
 using testing::run_lctrain;
 using testing::ScratchDir;
 
-class TorchCheckpoints : public ::testing::Test {
+class TorchCheckpoints : public testing::TorchCheckpointsTest {
  protected:
-  // The checkpoints are written once for the whole suite: importing torch takes seconds.
-  static void SetUpTestSuite() {
-    scratch_ = std::make_unique<ScratchDir>();
-    const auto script = testing::source_dir() / "tests" / "io" / "make_torch_checkpoints.py";
-    const auto result = testing::run_command("/usr/bin/python3 " + quoted(script) + " " +
-                                             quoted(fixture_dir("tiny-llama-parity")) + " " +
-                                             quoted(scratch_->path()));
-    made_ = result.exit_code == 0;
-    if (!made_) std::cerr << "make_torch_checkpoints.py failed:\n" << result.output << std::endl;
-  }
-  static void TearDownTestSuite() { scratch_.reset(); }
-  void SetUp() override {
-    ASSERT_TRUE(made_) << "needs Debian's python3-torch for /usr/bin/python3 (scripts/setup.sh)";
-  }
-
-  static fs::path dir(const std::string& name) { return scratch_->path() / name; }
-
   static LlamaWeights weights_of(const fs::path& model_dir) {
     const LlamaConfig config = io::load_config(model_dir);
     return io::load_weights(model_dir, config, torch::kFloat32, torch::kCPU);
@@ -61,13 +46,8 @@ class TorchCheckpoints : public ::testing::Test {
 
   // `lctrain forward` logits (float32) of the fixture's ids with the model in `model_dir`.
   static torch::Tensor forward_logits(const fs::path& model_dir, const std::string& tag) {
-    const auto out = scratch_->path() / ("logits-" + tag + ".safetensors");
-    const auto result = run_lctrain("forward --model " + quoted(model_dir) + " --ids " +
-                                    quoted(fixture_dir("tiny-llama-parity") / "ids.txt") +
-                                    " --dtype f32 --out " + quoted(out));
-    EXPECT_EQ(result.exit_code, 0) << result.output;
-    if (result.exit_code != 0) return {};
-    return io::SafetensorsFile::open(out).tensor("logits");
+    return testing::forward_logits(model_dir, fixture_dir("tiny-llama-parity") / "ids.txt",
+                                   scratch() / ("logits-" + tag + ".safetensors"));
   }
 
   static void expect_same_logits(const fs::path& model_dir, const std::string& tag) {
@@ -93,13 +73,7 @@ class TorchCheckpoints : public ::testing::Test {
           << actual_slots[index].name;
     }
   }
-
-  static std::unique_ptr<ScratchDir> scratch_;
-  static bool made_;
 };
-
-std::unique_ptr<ScratchDir> TorchCheckpoints::scratch_;
-bool TorchCheckpoints::made_ = false;
 
 TEST(MetaCheckpoint, IntermediateSizeFollowsMetasRule) {
   EXPECT_EQ(io::meta_intermediate_size(4096, 256, std::nullopt), 11008);  // LLaMA 2 7B
@@ -115,8 +89,8 @@ TEST_F(TorchCheckpoints, DetectsEachFolderLayout) {
   EXPECT_EQ(io::detect_format(dir("meta")), io::CheckpointFormat::kMeta);
   EXPECT_EQ(io::detect_format(dir("bin")), io::CheckpointFormat::kTorchBin);
   EXPECT_EQ(io::detect_format(dir("bin-sharded")), io::CheckpointFormat::kTorchBin);
-  expect_contains(error_message_of([&] { io::detect_format(scratch_->path()); }),
-                  {scratch_->path().string(), "no config.json", "params.json"});
+  expect_contains(error_message_of([&] { io::detect_format(scratch()); }),
+                  {scratch().string(), "no config.json", "params.json"});
 }
 
 TEST_F(TorchCheckpoints, MetaParamsJsonBecomesTheHuggingFaceConfig) {
@@ -200,7 +174,7 @@ TEST_F(TorchCheckpoints, ForwardGivesTheSafetensorsLogitsForEveryFormat) {
 
 TEST_F(TorchCheckpoints, ConvertWritesTheHuggingFaceLayout) {
   testing::write_text(dir("meta") / "tokenizer.model", "not parsed by convert");
-  const auto meta_out = scratch_->path() / "converted-meta";
+  const auto meta_out = scratch() / "converted-meta";
   auto result = run_lctrain("convert --from meta " + quoted(dir("meta")) + " --out " +
                             quoted(meta_out) + " --dtype f32");
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -213,7 +187,7 @@ TEST_F(TorchCheckpoints, ConvertWritesTheHuggingFaceLayout) {
   EXPECT_EQ(config["torch_dtype"], "float32");
   expect_same_logits(meta_out, "converted-meta");
 
-  const auto bin_out = scratch_->path() / "converted-bin";
+  const auto bin_out = scratch() / "converted-bin";
   result = run_lctrain("convert --from hf-bin " + quoted(dir("bin-sharded")) + " --out " +
                        quoted(bin_out) + " --dtype bf16 --max-shard-size 100KB");
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -221,7 +195,7 @@ TEST_F(TorchCheckpoints, ConvertWritesTheHuggingFaceLayout) {
   expect_same_logits(bin_out, "converted-bin");  // the fixture's weights are bf16: lossless
 
   result = run_lctrain("convert --from meta " + quoted(dir("bin")) + " --out " +
-                       quoted(scratch_->path() / "never"));
+                       quoted(scratch() / "never"));
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_TRUE(contains(result.output, "holds a hf-bin checkpoint, not --from meta"))
       << result.output;
@@ -232,7 +206,7 @@ TEST_F(TorchCheckpoints, APickleCallingOsSystemIsRejectedNotRun) {
   expect_contains(load_error("bad/evil"), {file.string(), "posix.system is not allowed"});
   const auto result = run_lctrain("forward --model " + quoted(dir("bad/evil")) + " --ids " +
                                   quoted(fixture_dir("tiny-llama-parity") / "ids.txt") + " --out " +
-                                  quoted(scratch_->path() / "evil.safetensors"));
+                                  quoted(scratch() / "evil.safetensors"));
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_TRUE(contains(result.output, "posix.system is not allowed")) << result.output;
   EXPECT_FALSE(fs::exists(dir("bad/evil") / "PWNED"));
