@@ -13,8 +13,9 @@ namespace {
 
 const std::map<std::string, int>& floors() {
   static const std::map<std::string, int> table = {
-      {"util", 0},  {"model", 1},      {"io", 2},   {"distributed", 3}, {"data", 3},
-      {"optim", 4}, {"checkpoint", 5}, {"eval", 6}, {"train", 6},       {"cli", 7},
+      {"util", 0},        {"model", 1}, {"profile", 1}, {"io", 2},
+      {"distributed", 3}, {"data", 3},  {"optim", 4},   {"checkpoint", 5},
+      {"eval", 6},        {"train", 6}, {"cli", 7},
   };
   return table;
 }

@@ -126,6 +126,50 @@ TEST_F(TrainCommand, BadRecipesAndDataEndInOneClearError) {
   }
 }
 
+TEST_F(TrainCommand, ProfilesStepsIntoATraceAndABreakdown) {
+  // A 3-step run: the default skip of 2 moves back so that 3 steps are still profiled.
+  const auto trace = scratch_ / "trace.json";
+  const auto result = run_command("LCTRAIN_PROFILE=" + quoted(trace) + " " + train());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("profiling steps 1 to 3"), std::string::npos) << result.output;
+  const auto summary = nlohmann::json::parse(testing::read_text(trace.string() + ".summary.json"));
+  EXPECT_EQ(summary["timeline"], "host");
+  EXPECT_EQ(summary["steps"], 3);
+  double total = 0.0;
+  for (const auto& [name, value] : summary["category_ms_per_step"].items()) {
+    EXPECT_GE(value.get<double>(), 0.0) << name;
+    total += value.get<double>();
+  }
+  EXPECT_NEAR(total, summary["ms_per_step"].get<double>(), 1e-6 * total + 1e-9);
+  // Each scope the trainer records shows up: matrix products, attention, the optimizer.
+  for (const char* category : {"GEMM", "attention", "optimizer", "elementwise"}) {
+    EXPECT_GT(summary["category_ms_per_step"][category].get<double>(), 0.0) << category;
+  }
+  // The trace itself is summarised the same way by the CLI.
+  const auto again = run_command(quoted(testing::lctrain_binary()) + " profile-summary " +
+                                 quoted(trace) + " --json");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(nlohmann::json::parse(again.output)["category_ms_per_step"],
+            summary["category_ms_per_step"]);
+}
+
+TEST_F(TrainCommand, ABadProfileSettingIsRefusedBeforeTheRunStarts) {
+  const auto expect_refused = [&](const std::string& environment, const std::string& needle) {
+    const auto result = run_command(environment + " " + train());
+    EXPECT_EQ(result.exit_code, 1) << environment << "\n" << result.output;
+    EXPECT_NE(result.output.find(needle), std::string::npos) << environment << "\n"
+                                                             << result.output;
+    EXPECT_FALSE(std::filesystem::exists(scratch_ / "out")) << environment;
+  };
+  expect_refused("LCTRAIN_PROFILE=" + quoted(scratch_ / "absent" / "trace.json"),
+                 "LCTRAIN_PROFILE=" + (scratch_ / "absent" / "trace.json").string());
+  expect_refused("LCTRAIN_PROFILE=" + quoted(scratch_.path()), "is a folder");
+  expect_refused("LCTRAIN_PROFILE=" + quoted(scratch_ / "t.json") + " LCTRAIN_PROFILE_STEPS=abc",
+                 "LCTRAIN_PROFILE_STEPS='abc'");
+  expect_refused("LCTRAIN_PROFILE=" + quoted(scratch_ / "t.json") + " LCTRAIN_PROFILE_STEPS=0",
+                 "LCTRAIN_PROFILE_STEPS='0'");
+}
+
 TEST_F(TrainCommand, AFolderGivenAsConfigIsRefused) {
   std::filesystem::create_directories(scratch_ / "recipes");
   const auto result = run_command(quoted(testing::lctrain_binary()) + " train --config " +

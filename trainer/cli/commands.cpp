@@ -35,6 +35,7 @@ void register_commands(CLI::App& app) {
   add(app, "launch", add_launch_command);
   add(app, "plan", add_plan_command);
   add(app, "prepare-data", add_prepare_data_command);
+  add(app, "profile-summary", add_profile_summary_command);
   add(app, "train", add_train_command);
 }
 

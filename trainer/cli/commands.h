@@ -30,6 +30,7 @@ Action add_inspect_command(CLI::App& app);
 Action add_launch_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);
 Action add_prepare_data_command(CLI::App& app);
+Action add_profile_summary_command(CLI::App& app);
 Action add_train_command(CLI::App& app);
 
 }  // namespace lctrain::cli

@@ -4,6 +4,7 @@
 
 #include "util/error.h"
 #include "util/page_mapped_tensor.h"
+#include "util/profile_scopes.h"
 
 namespace lctrain {
 
@@ -66,6 +67,7 @@ void FlatParamUnit::prefetch(torch::ScalarType dtype) {
   torch::NoGradGuard no_grad;
   auto full = empty_page_mapped(padded_numel_, shard_.options().dtype(dtype));
   const auto local = copy_page_mapped(shard_.detach(), dtype);
+  const ProfileScope scope(kCommunicationScope);
   auto pending = communicator_->all_gather_async(full, local);
   prefetched_ = Prefetched{dtype, full, std::move(pending)};
 }
@@ -74,6 +76,7 @@ torch::Tensor FlatParamUnit::gather(torch::ScalarType dtype) {
   prefetch(dtype);
   Prefetched ready = std::move(*prefetched_);
   prefetched_.reset();
+  const ProfileScope scope(kCommunicationScope);
   ready.pending.wait();
   return ready.full;
 }
@@ -139,7 +142,10 @@ torch::Tensor FlatParamUnit::reduce_scatter_mean(const torch::Tensor& full_gradi
                         ? full_gradient
                         : copy_page_mapped(full_gradient, reduce_dtype);
   auto shard = torch::empty({shard_numel()}, full.options());
-  communicator_->reduce_scatter_sum(shard, full);
+  {
+    const ProfileScope scope(kCommunicationScope);
+    communicator_->reduce_scatter_sum(shard, full);
+  }
   // Each rank's loss is a mean over its own batch: the global mean divides the sum by W.
   return shard.to(torch::kFloat32).div_(communicator_->world_size());
 }

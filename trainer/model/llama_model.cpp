@@ -4,6 +4,7 @@
 #include "model/cpu_gemm.h"
 #include "model/ring_attention.h"
 #include "util/error.h"
+#include "util/profile_scopes.h"
 #include "util/torch_compat.h"
 
 namespace lctrain {
@@ -54,7 +55,12 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
   };
   if (ring != nullptr) {
     LCTRAIN_CHECK(cache == nullptr, "ring attention does not take a KV cache");
-    return merge_heads(ring_causal_attention(query, key, value, *ring), query.scalar_type());
+    torch::Tensor output;
+    {
+      const ProfileScope scope(kAttentionScope);
+      output = ring_causal_attention(query, key, value, *ring);
+    }
+    return merge_heads(output, query.scalar_type());
   }
 
   const int64_t past = cache != nullptr ? cache->length() : 0;
@@ -70,10 +76,14 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
     key = key.to(torch::kFloat32);
     value = value.to(torch::kFloat32);
   }
-  key = repeat_kv(key, config.kv_groups());
-  value = repeat_kv(value, config.kv_groups());
-  const torch::Tensor output = blockwise ? blockwise_causal_attention(query, key, value, past)
-                                         : fused_causal_attention(query, key, value, past);
+  torch::Tensor output;
+  {
+    const ProfileScope scope(kAttentionScope);
+    key = repeat_kv(key, config.kv_groups());
+    value = repeat_kv(value, config.kv_groups());
+    output = blockwise ? blockwise_causal_attention(query, key, value, past)
+                       : fused_causal_attention(query, key, value, past);
+  }
   return merge_heads(output, dtype);
 }
 

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "optim/gradient_clipping.h"
+#include "util/profile_scopes.h"
 
 namespace lctrain {
 namespace {
@@ -61,6 +62,7 @@ StepOutcome train_step(TrainingJob& job, int64_t step, StepGuard& guard) {
       loss_scaler.unscale_and_check(job.shards(), *job.communicator);
   torch::Tensor grad_norm;
   if (scaled_gradients_finite) {
+    const ProfileScope scope(kOptimizerScope);
     grad_norm = clip_gradients(job.shards(), job.config.training.max_grad_norm, *job.communicator);
   }
   const auto [loss, norm] = read_step_scalars(local_loss, grad_norm, *job.communicator);
@@ -71,7 +73,10 @@ StepOutcome train_step(TrainingJob& job, int64_t step, StepGuard& guard) {
     // Decided from all-reduced figures: every rank applies or rejects the same step.
     outcome.rejected = guard.problem(loss, norm);
     outcome.applied = outcome.rejected.empty();
-    if (outcome.applied) job.optimizer().step(outcome.lr);
+    if (outcome.applied) {
+      const ProfileScope scope(kOptimizerScope);
+      job.optimizer().step(outcome.lr);
+    }
     guard.record(outcome.applied, loss);
   }
   loss_scaler.update(scaled_gradients_finite);

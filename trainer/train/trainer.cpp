@@ -5,6 +5,7 @@
 
 #include "checkpoint/checkpoint_export.h"
 #include "distributed/sharded_model_writer.h"
+#include "profile/step_profiler.h"
 #include "train/step_metrics.h"
 #include "train/stop_request.h"
 #include "train/train_step.h"
@@ -12,6 +13,7 @@
 #include "util/device_info.h"
 #include "util/error.h"
 #include "util/logging.h"
+#include "util/profile_scopes.h"
 #include "util/progress_bar.h"
 
 namespace lctrain {
@@ -73,6 +75,8 @@ void handle_skipped_step(const TrainingJob& job, const StepOutcome& outcome, con
 }  // namespace
 
 TrainingSummary run_training(const TrainConfig& config) {
+  // Read first: a profile path that cannot be written is refused before the run folder is made.
+  std::optional<ProfileSettings> profile = profile_settings_from_environment();
   TrainingJob job(config);
   checkpoint::JobState& state = job.state();
   const int world = job.communicator->world_size();
@@ -97,10 +101,17 @@ TrainingSummary run_training(const TrainConfig& config) {
   const StopRequest stop_request;
   TrainingSummary summary;
   summary.steps = state.step;
+  StepProfiler profiler(std::move(profile), job.is_main(), job.first_step(), config.training.steps,
+                        job.device);
   const auto started = std::chrono::steady_clock::now();
   for (int64_t step = job.first_step(); step < config.training.steps; ++step) {
     const auto step_started = std::chrono::steady_clock::now();
-    const StepOutcome outcome = train_step(job, step, guard);
+    profiler.before_step(step);
+    const StepOutcome outcome = [&] {
+      const ProfileScope scope(kStepScope);
+      return train_step(job, step, guard);
+    }();
+    profiler.after_step(step);
     if (step == job.first_step()) {
       log()->info(
           "rank {} holds {:.2f} MiB of fp32 parameter shards and {:.2f} MiB of AdamW moments",
