@@ -22,6 +22,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--profile", default="",
+                        help="Chrome trace of the steps after --skip (at most 3), scoped as "
+                             "lctrain's are: `lctrain profile-summary TRACE` splits both alike")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,21 +53,36 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
+    profiled = range(args.skip, min(args.steps, args.skip + 3)) if args.profile else range(0)
+    profiler = None
     times = []
     for step in range(args.steps):
+        if step == profiled.start and len(profiled) > 0:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            profiler = torch.profiler.profile(activities=activities)
+            profiler.__enter__()
         started = time.perf_counter()
-        inputs, targets = tokens[step, :, :-1], tokens[step, :, 1:]
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=args.dtype == "bf16"):
-            logits = model(input_ids=inputs).logits
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = loss.item()  # lctrain reads its loss every step too
+        with torch.profiler.record_function("lctrain::step"):
+            inputs, targets = tokens[step, :, :-1], tokens[step, :, 1:]
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=args.dtype == "bf16"):
+                logits = model(input_ids=inputs).logits
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                   targets.reshape(-1))
+            loss.backward()
+            with torch.profiler.record_function("lctrain::optimizer"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_value = loss.item()  # lctrain reads its loss every step too
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
+        if profiler is not None and step == profiled[-1]:
+            profiler.__exit__(None, None, None)
+            profiler.export_chrome_trace(args.profile)
+            profiler = None
 
     measured = times[args.skip:] or times
     result = {"impl": "pytorch", "torch": torch.__version__, "seq": args.seq,

@@ -8,6 +8,8 @@
 # BENCH_WORK (scratch folder), EXTRA (more `lctrain train` overrides, e.g. training.device=cpu),
 # BASELINE (the PyTorch step: hf_train_step.py with transformers, torch_llama_step.py without, or
 # none for lctrain alone, e.g. EXTRA="training.activation_checkpointing_every=2").
+# PROFILE=1: a second, profiled run of each side (LCTRAIN_PROFILE, hf_train_step.py --profile;
+# the timed runs stay unprofiled) and both traces split by `lctrain profile-summary`.
 # CPU: PYTHON=/usr/bin/python3 BASELINE=torch_llama_step.py HF_EXTRA="--dtype bf16"
 #      MODEL_CONFIG=configs/models/tiny-base.json EXTRA="training.device=cpu" STEPS=5 bench/train_throughput.sh 256 1024
 set -euo pipefail
@@ -61,10 +63,28 @@ for key in ("peak_gpu_allocated_gib", "peak_gpu_reserved_gib", "peak_rss_gib"):
         result[key.replace("_gpu", "")] = records[-1][key]
 print(json.dumps(result))
 PY
+  if [ -n "${PROFILE:-}" ]; then
+    echo "== seq $length: lctrain, profiled"
+    rm -rf "$out-profiled"
+    # shellcheck disable=SC2086
+    LCTRAIN_PROFILE=$work/lctrain-$length.trace.json "$lctrain" train \
+      --config "$root/bench/train_throughput.yaml" "model.config=$model_config" \
+      "context.target_length=$length" "data.path=$work/tokens.bin" \
+      "training.steps=$((steps < 5 ? steps : 5))" "output.dir=$out-profiled" \
+      "output.save_final=false" "output.checkpoint_every=-1" ${EXTRA:-} >/dev/null 2>&1 &&
+      "$lctrain" profile-summary "$work/lctrain-$length.trace.json" || echo "lctrain: profile failed"
+  fi
   [ "${BASELINE:-}" = none ] && continue
   echo "== seq $length: PyTorch (${BASELINE:-hf_train_step.py})"
   "$python" "$root/bench/${BASELINE:-hf_train_step.py}" --config "$model_config" --seq "$length" \
     --steps "$steps" ${HF_EXTRA:-} >>"$results" || echo "pytorch: failed at seq $length"
+  if [ -n "${PROFILE:-}" ] && [ "${BASELINE:-hf_train_step.py}" = hf_train_step.py ]; then
+    echo "== seq $length: PyTorch, profiled"
+    "$python" "$root/bench/hf_train_step.py" --config "$model_config" --seq "$length" \
+      --steps "$((steps < 5 ? steps : 5))" --profile "$work/hf-$length.trace.json" \
+      ${HF_EXTRA:-} >/dev/null &&
+      "$lctrain" profile-summary "$work/hf-$length.trace.json" || echo "pytorch: profile failed"
+  fi
 done
 echo
 "$python" "$root/bench/throughput_table.py" "$model_config" "$results"

@@ -7,7 +7,7 @@
 #   scripts/gpu_check.sh [RESULTS_DIR]     (default: $OUT, else ./gpu-results)
 # Environment: GPU_CHECK_DEADLINE (seconds for everything, default 540), GPU_CHECK_BUILD_BUDGET
 # (seconds for the build, default 300), GPU_CHECK_SKIP (phase names to skip), BENCH_LENGTHS
-# (default "4096 8192 16384"), GPU_CHECK_WORK (scratch, default /tmp/lctrain-gpu).
+# (the lengths after 8K, default "4096 16384"), GPU_CHECK_WORK (scratch, default /tmp/lctrain-gpu).
 # Each phase writes RESULTS_DIR/<phase>.log; RESULTS_DIR/summary.txt says which passed and when.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -159,10 +159,20 @@ learning() {
   done
 }
 
+# benchmark LENGTHS...: lctrain and transformers side by side (bench/train_throughput.sh).
 benchmark() {
   set -x
-  LCTRAIN=$build/bin/lctrain BENCH_WORK=$work/bench STEPS=${BENCH_STEPS:-8} \
-    "$root/bench/train_throughput.sh" ${BENCH_LENGTHS:-4096 8192 16384}
+  LCTRAIN=$build/bin/lctrain BENCH_WORK=$work/bench-${1} STEPS=${BENCH_STEPS:-8} \
+    "$root/bench/train_throughput.sh" "$@"
+}
+
+# Where a step's time goes at 8K, on both sides (LCTRAIN_PROFILE; torch.profiler), split by the
+# same rules (`lctrain profile-summary`); the traces stay in the results for Perfetto.
+profile() {
+  set -x
+  LCTRAIN=$build/bin/lctrain BENCH_WORK=$work/profile STEPS=5 PROFILE=1 \
+    "$root/bench/train_throughput.sh" 8192
+  cp "$work"/profile/*.trace.json* "$results/" || true
 }
 
 # lctrain alone at 8K with fewer layers recomputed (every second one) and none: what full
@@ -183,14 +193,18 @@ whole_suite() {
 export PATH=$deps/usr/bin:$PATH
 export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export root python work deps build
-export -f environment configure_and_build gpu_tests hf_parity learning benchmark bench_recompute \
-  whole_suite
+export results
+export -f environment configure_and_build gpu_tests hf_parity learning benchmark profile \
+  bench_recompute whole_suite
 phase environment 60 bash -c environment
 if phase build "${GPU_CHECK_BUILD_BUDGET:-300}" bash -c configure_and_build; then
+  # The issue's order: what a lent GPU is rarest for comes first.
   phase gpu_tests 120 bash -c gpu_tests
+  phase bench_8k 120 bash -c "benchmark 8192"
+  phase profile 90 bash -c profile
+  phase bench_4k_16k 180 bash -c "benchmark ${BENCH_LENGTHS:-4096 16384}"
   phase hf_parity 120 bash -c hf_parity
   phase learning 60 bash -c learning
-  phase bench 240 bash -c benchmark
   phase bench_recompute 90 bash -c bench_recompute
   phase whole_suite 240 bash -c whole_suite
 fi
