@@ -5,6 +5,7 @@
 
 #include "distributed/communicator.h"
 #include "distributed/flat_param_unit.h"
+#include "util/error.h"
 
 namespace lctrain {
 namespace {
@@ -70,6 +71,38 @@ TEST(FlatParamUnit, ViewsWithoutAutogradShareTheFlatBuffer) {
   const torch::Tensor leaf = full.detach().clone().requires_grad_(true);
   EXPECT_EQ(unit.views(leaf)[1].data_ptr<float>(),
             leaf.data_ptr<float>() + unit.entries()[1].offset);
+}
+
+TEST(FlatParamUnit, ASpanIsOneMatrixOverAdjacentParametersAndItsGradientLandsInPlace) {
+  torch::manual_seed(1);
+  FlatParamUnit unit("layer",
+                     {{"q", torch::randn({4, 3})},
+                      {"k", torch::randn({2, 3})},
+                      {"v", torch::randn({2, 3})},
+                      {"norm", torch::randn({3})}},
+                     Communicator::single_process());
+  EXPECT_FALSE(unit.add_span("k+v+norm", 1, 3));  // [2, 3] and [3]: not one matrix
+  EXPECT_TRUE(unit.spans().empty());
+  ASSERT_TRUE(unit.add_span("qkv", 0, 3));
+  const torch::Tensor gathered = unit.gather(torch::kFloat32);
+  const auto plain = unit.views(gathered);
+  ASSERT_EQ(plain.size(), 5u);  // 4 parameters, then the span
+  EXPECT_EQ(plain[4].sizes(), torch::IntArrayRef({8, 3}));
+  EXPECT_EQ(plain[4].data_ptr<float>(), plain[0].data_ptr<float>());
+  EXPECT_TRUE(torch::equal(plain[4], torch::cat({plain[0], plain[1], plain[2]})));
+
+  // Gradients through the span and through a parameter (norm, and k itself: overlapping the
+  // span) add up in the flat gradient, as autograd's own views would.
+  const torch::Tensor full = gathered.detach().clone().requires_grad_(true);
+  const auto views = unit.views(full);
+  const torch::Tensor weight = torch::randn({8, 3});
+  ((views[4] * weight).sum() + (views[3] * 2).sum() + (views[1] * 3).sum()).backward();
+  torch::Tensor expected = torch::zeros({full.numel()});
+  expected.narrow(0, 0, 24).copy_(weight.reshape({-1}));
+  expected.narrow(0, 12, 6).add_(3);
+  expected.narrow(0, 24, 3).fill_(2);
+  EXPECT_TRUE(torch::allclose(full.grad(), expected)) << full.grad() << "\n" << expected;
+  EXPECT_THROW(unit.add_span("past the end", 3, 2), Error);
 }
 
 }  // namespace

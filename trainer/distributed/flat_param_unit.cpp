@@ -83,12 +83,14 @@ torch::Tensor FlatParamUnit::gather(torch::ScalarType dtype) {
 
 namespace {
 
-std::vector<torch::Tensor> narrowed_views(const std::vector<FlatParamEntry>& entries,
-                                          const torch::Tensor& full) {
+// The entries' views, then the spans'.
+std::vector<torch::Tensor> narrowed_views(const FlatParamUnit& unit, const torch::Tensor& full) {
   std::vector<torch::Tensor> result;
-  result.reserve(entries.size());
-  for (const FlatParamEntry& entry : entries) {
-    result.push_back(full.narrow(0, entry.offset, entry.numel).view(entry.shape));
+  result.reserve(unit.entries().size() + unit.spans().size());
+  for (const auto* list : {&unit.entries(), &unit.spans()}) {
+    for (const FlatParamEntry& entry : *list) {
+      result.push_back(full.narrow(0, entry.offset, entry.numel).view(entry.shape));
+    }
   }
   return result;
 }
@@ -107,7 +109,7 @@ class FlatViews : public torch::autograd::Function<FlatViews> {
     context->saved_data["unit"] = unit_address;
     context->saved_data["numel"] = full.numel();
     const auto* unit = reinterpret_cast<const FlatParamUnit*>(unit_address);
-    return narrowed_views(unit->entries(), full);
+    return narrowed_views(*unit, full);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* context,
@@ -119,8 +121,16 @@ class FlatViews : public torch::autograd::Function<FlatViews> {
       if (!flat.defined()) {
         flat = zeros_page_mapped(context->saved_data["numel"].toInt(), gradients[index].options());
       }
-      const FlatParamEntry& entry = unit->entries()[index];
-      flat.narrow(0, entry.offset, entry.numel).copy_(gradients[index].reshape({-1}));
+      const size_t entries = unit->entries().size();
+      const FlatParamEntry& entry =
+          index < entries ? unit->entries()[index] : unit->spans()[index - entries];
+      // Entries do not overlap one another; a span overlaps entries, which may have written.
+      torch::Tensor range = flat.narrow(0, entry.offset, entry.numel);
+      if (index < entries) {
+        range.copy_(gradients[index].reshape({-1}));
+      } else {
+        range.add_(gradients[index].reshape({-1}));
+      }
     }
     return {flat, torch::Tensor()};
   }
@@ -132,7 +142,28 @@ std::vector<torch::Tensor> FlatParamUnit::views(const torch::Tensor& full) const
   if (full.requires_grad() && torch::GradMode::is_enabled()) {
     return FlatViews::apply(full, reinterpret_cast<int64_t>(this));
   }
-  return narrowed_views(entries_, full);
+  return narrowed_views(*this, full);
+}
+
+bool FlatParamUnit::add_span(std::string name, size_t first, size_t count) {
+  LCTRAIN_CHECK(count > 0 && first + count <= entries_.size(),
+                "span {} covers entries {}..{} of a unit with {}", name, first, first + count,
+                entries_.size());
+  const std::vector<int64_t>& shape = entries_[first].shape;
+  if (shape.empty()) return false;
+  FlatParamEntry span{std::move(name), shape, entries_[first].offset, 0};
+  span.shape[0] = 0;
+  for (size_t index = first; index < first + count; ++index) {
+    const std::vector<int64_t>& other = entries_[index].shape;
+    if (other.empty() || other.size() != shape.size() ||
+        !std::equal(other.begin() + 1, other.end(), shape.begin() + 1)) {
+      return false;
+    }
+    span.shape[0] += other[0];
+    span.numel += entries_[index].numel;
+  }
+  spans_.push_back(std::move(span));
+  return true;
 }
 
 torch::Tensor FlatParamUnit::reduce_scatter_mean(const torch::Tensor& full_gradient,

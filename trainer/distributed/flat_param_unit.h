@@ -47,6 +47,12 @@ class FlatParamUnit {
 
   const std::string& name() const { return name_; }
   const std::vector<FlatParamEntry>& entries() const { return entries_; }
+  // Declares one more view, named `name`, over entries [first, first + count): adjacent in the
+  // flat buffer, so alike but for their first dimension they form one matrix without a copy
+  // (q/k/v stacked: one GEMM instead of three). Returns false, declaring nothing, when their
+  // other dimensions differ. The layout (and so every checkpoint) is unchanged.
+  bool add_span(std::string name, size_t first, size_t count);
+  const std::vector<FlatParamEntry>& spans() const { return spans_; }
   int64_t numel() const { return numel_; }                // real elements
   int64_t padded_numel() const { return padded_numel_; }  // multiple of the world size
   int64_t shard_numel() const { return padded_numel_ / communicator_->world_size(); }
@@ -59,7 +65,7 @@ class FlatParamUnit {
   void prefetch(torch::ScalarType dtype);
   // The full flat buffer in `dtype`: the prefetched one if any, else gathered now.
   torch::Tensor gather(torch::ScalarType dtype);
-  // Views of `full` shaped as the unit's parameters, in construction order.
+  // Views of `full` shaped as the unit's parameters, in construction order, then its spans.
   std::vector<torch::Tensor> views(const torch::Tensor& full) const;
   // Sums a full-size gradient over ranks, keeps this rank's slice, averages by the world size.
   torch::Tensor reduce_scatter_mean(const torch::Tensor& full_gradient,
@@ -72,6 +78,7 @@ class FlatParamUnit {
  private:
   std::string name_;
   std::vector<FlatParamEntry> entries_;
+  std::vector<FlatParamEntry> spans_;
   int64_t numel_ = 0;
   int64_t padded_numel_ = 0;
   torch::Tensor shard_;

@@ -1,6 +1,9 @@
 #include "distributed/sharded_llama.h"
 
+#include <fmt/format.h>
+
 #include <functional>
+#include <tuple>
 
 #include "model/linear_cross_entropy.h"
 #include "model/llama_model.h"
@@ -114,6 +117,39 @@ ShardedLlama::ShardedLlama(LlamaConfig config, io::WeightSlices& source, RopeSca
                 "unexpected FSDP unit layout ({} units for {} layers)", units_.size(),
                 config_.num_hidden_layers);
   for (WeightSlot& slot : weight_slots(config_, bound_)) bound_slots_[slot.name] = slot.tensor;
+  if (options_.fused_projections) declare_fused_projections();
+}
+
+void ShardedLlama::declare_fused_projections() {
+  for (size_t layer = 0; layer < static_cast<size_t>(config_.num_hidden_layers); ++layer) {
+    FlatParamUnit& unit = *units_[layer + 1];
+    DecoderLayerWeights& weights = bound_.layers[layer];
+    const std::string prefix = fmt::format("model.layers.{}.", layer);
+    const auto index_of = [&](const std::string& name) {
+      const auto& entries = unit.entries();
+      for (size_t index = 0; index < entries.size(); ++index) {
+        if (entries[index].name == prefix + name) return index;
+      }
+      throw Error("FSDP unit {} has no {}", unit.name(), prefix + name);
+    };
+    // (span name, first entry, entries, where the model finds it)
+    std::vector<std::tuple<std::string, std::string, size_t, torch::Tensor*>> spans = {
+        {"self_attn.qkv_proj.weight", "self_attn.q_proj.weight", 3, &weights.attention.qkv_proj},
+        {"mlp.gate_up_proj.weight", "mlp.gate_proj.weight", 2, &weights.mlp.gate_up_proj}};
+    if (config_.attention_bias) {
+      spans.emplace_back("self_attn.qkv_proj.bias", "self_attn.q_proj.bias", 3,
+                         &weights.attention.qkv_bias);
+    }
+    if (config_.mlp_bias) {
+      spans.emplace_back("mlp.gate_up_proj.bias", "mlp.gate_proj.bias", 2,
+                         &weights.mlp.gate_up_bias);
+    }
+    for (const auto& [name, first, count, slot] : spans) {
+      // weight_slots() lists each group in order, one after another: a span is a plain view.
+      const size_t start = index_of(first);
+      if (unit.add_span(prefix + name, start, count)) bound_slots_[prefix + name] = slot;
+    }
+  }
 }
 
 ShardedLlama::~ShardedLlama() = default;
@@ -125,14 +161,19 @@ std::vector<torch::Tensor> ShardedLlama::parameters() {
 }
 
 void ShardedLlama::bind_views(FlatParamUnit& unit, const std::vector<torch::Tensor>& views) {
+  const size_t entries = unit.entries().size();
   for (size_t index = 0; index < views.size(); ++index) {
-    *bound_slots_.at(unit.entries()[index].name) = views[index];
+    const FlatParamEntry& entry =
+        index < entries ? unit.entries()[index] : unit.spans()[index - entries];
+    *bound_slots_.at(entry.name) = views[index];
   }
 }
 
 void ShardedLlama::unbind_views(FlatParamUnit& unit) {
   // Drop our references so the gathered buffer is freed as soon as the unit is done.
-  for (const FlatParamEntry& entry : unit.entries()) *bound_slots_.at(entry.name) = torch::Tensor();
+  for (const auto* list : {&unit.entries(), &unit.spans()}) {
+    for (const FlatParamEntry& entry : *list) *bound_slots_.at(entry.name) = torch::Tensor();
+  }
 }
 
 bool ShardedLlama::recomputes(size_t index) const {
@@ -261,7 +302,7 @@ LlamaWeights ShardedLlama::gather_weights(torch::ScalarType dtype) {
   for (WeightSlot& slot : weight_slots(config_, weights)) slots[slot.name] = slot.tensor;
   for (auto& unit : units_) {
     const auto views = unit->views(unit->gather(torch::kFloat32));
-    for (size_t index = 0; index < views.size(); ++index) {
+    for (size_t index = 0; index < unit->entries().size(); ++index) {
       *slots.at(unit->entries()[index].name) = views[index].to(dtype).clone();
     }
   }

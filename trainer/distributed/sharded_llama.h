@@ -34,6 +34,9 @@ struct ShardingOptions {
   // C: consecutive groups of C ranks split each sequence between them (ring attention over
   // zigzag chunks, see distributed/process_mesh.h); 1: every rank computes whole sequences.
   int64_t context_parallel = 1;
+  // q/k/v and gate/up each as one GEMM over a view of the gathered buffer (no copy; the layout
+  // on disk and in checkpoints is unchanged). Off: one GEMM per projection, for comparison.
+  bool fused_projections = true;
 };
 
 class ShardedLlama {
@@ -74,6 +77,8 @@ class ShardedLlama {
   bool recomputes(size_t index) const;
   void bind_views(FlatParamUnit& unit, const std::vector<torch::Tensor>& views);
   void unbind_views(FlatParamUnit& unit);
+  // Spans over q/k/v and gate/up of each decoder layer's unit (ShardingOptions).
+  void declare_fused_projections();
 
   LlamaConfig config_;
   RotaryEmbedding rotary_;

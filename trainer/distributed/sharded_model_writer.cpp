@@ -24,7 +24,7 @@ void gather_units(ShardedLlama& model, torch::ScalarType dtype, size_t& next,
     const torch::Tensor full = unit.gather(dtype);
     const std::vector<torch::Tensor> views = unit.views(full);
     if (!sink) continue;
-    for (size_t index = 0; index < views.size(); ++index) {
+    for (size_t index = 0; index < unit.entries().size(); ++index) {  // the spans after them
       sink(unit.entries()[index].name, views[index]);
     }
   }

@@ -39,12 +39,23 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
   const auto heads_first = [&](const torch::Tensor& projected, int64_t heads) {
     return projected.view({batch, length, heads, head_dim}).transpose(1, 2);
   };
-  auto query =
-      heads_first(linear_layer(x, weights.q_proj, weights.q_bias), config.num_attention_heads);
-  auto key =
-      heads_first(linear_layer(x, weights.k_proj, weights.k_bias), config.num_key_value_heads);
-  auto value =
-      heads_first(linear_layer(x, weights.v_proj, weights.v_bias), config.num_key_value_heads);
+  torch::Tensor query, key, value;
+  if (weights.qkv_proj.defined() && weights.qkv_bias.defined() == weights.q_bias.defined()) {
+    // One GEMM; q, k and v are column ranges of its output (views, no copy).
+    const int64_t q_size = config.num_attention_heads * head_dim;
+    const int64_t kv_size = config.num_key_value_heads * head_dim;
+    const auto parts = linear_layer(x, weights.qkv_proj, weights.qkv_bias)
+                           .split_with_sizes({q_size, kv_size, kv_size}, -1);
+    query = heads_first(parts[0], config.num_attention_heads);
+    key = heads_first(parts[1], config.num_key_value_heads);
+    value = heads_first(parts[2], config.num_key_value_heads);
+  } else {
+    query =
+        heads_first(linear_layer(x, weights.q_proj, weights.q_bias), config.num_attention_heads);
+    key = heads_first(linear_layer(x, weights.k_proj, weights.k_bias), config.num_key_value_heads);
+    value =
+        heads_first(linear_layer(x, weights.v_proj, weights.v_bias), config.num_key_value_heads);
+  }
   query = apply_rotary_embedding(query, cos, sin);
   key = apply_rotary_embedding(key, cos, sin);
 
@@ -88,9 +99,17 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
 }
 
 torch::Tensor mlp_forward(const MlpWeights& weights, const torch::Tensor& x) {
-  const auto gate = torch::silu(linear_layer(x, weights.gate_proj, weights.gate_bias));
-  return linear_layer(gate * linear_layer(x, weights.up_proj, weights.up_bias), weights.down_proj,
-                      weights.down_bias);
+  torch::Tensor gate, up;
+  if (weights.gate_up_proj.defined() &&
+      weights.gate_up_bias.defined() == weights.gate_bias.defined()) {
+    const auto parts = linear_layer(x, weights.gate_up_proj, weights.gate_up_bias).chunk(2, -1);
+    gate = parts[0];
+    up = parts[1];
+  } else {
+    gate = linear_layer(x, weights.gate_proj, weights.gate_bias);
+    up = linear_layer(x, weights.up_proj, weights.up_bias);
+  }
+  return linear_layer(torch::silu(gate) * up, weights.down_proj, weights.down_bias);
 }
 
 }  // namespace

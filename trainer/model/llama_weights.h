@@ -15,11 +15,15 @@ namespace lctrain {
 struct AttentionWeights {
   torch::Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in], as nn.Linear stores them
   torch::Tensor q_bias, k_bias, v_bias, o_bias;  // undefined unless attention_bias
+  // q_proj, k_proj and v_proj stacked ([q + 2 kv, in]; and their biases) when the three lie
+  // one after another in memory: the projections then take one GEMM. Undefined otherwise.
+  torch::Tensor qkv_proj, qkv_bias;
 };
 
 struct MlpWeights {
   torch::Tensor gate_proj, up_proj, down_proj;
   torch::Tensor gate_bias, up_bias, down_bias;  // undefined unless mlp_bias
+  torch::Tensor gate_up_proj, gate_up_bias;     // gate and up stacked, as qkv_proj
 };
 
 struct DecoderLayerWeights {

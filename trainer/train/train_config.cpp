@@ -186,6 +186,9 @@ const std::vector<Field>& fields() {
       LCTRAIN_FIELD(training, context_parallel, greater_than(0),
                     "C: ranks that split each sequence between them (ring attention over 2C "
                     "zigzag chunks); must divide the world size, and 2C the sequence length"),
+      LCTRAIN_FIELD(training, fused_projections, nullptr,
+                    "q/k/v and gate/up as one GEMM each (views of the gathered weights; the "
+                    "layout on disk is unchanged); false = one GEMM per projection"),
       LCTRAIN_FIELD(training, max_grad_norm, nullptr, "gradient clipping; <= 0 disables"),
       LCTRAIN_FIELD(training, max_nonfinite_steps, greater_than(0),
                     "steps in a row left unapplied (non-finite loss or gradient norm, loss "

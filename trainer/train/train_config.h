@@ -40,6 +40,7 @@ struct TrainConfig {
     bool activation_checkpointing = true;
     int64_t activation_checkpointing_every = 1;  // recompute every Nth decoder layer (1: all)
     int64_t context_parallel = 1;     // ranks that split each sequence (ring attention); divides W
+    bool fused_projections = true;    // q/k/v and gate/up as one GEMM each
     double max_grad_norm = 1.0;       // <= 0 disables clipping
     int64_t max_nonfinite_steps = 3;  // rejected steps in a row (non-finite, spikes) that stop it
     double loss_spike_factor = 10.0;  // a loss over this x the recent median is rejected; 0 = off

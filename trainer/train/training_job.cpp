@@ -60,6 +60,7 @@ ShardingOptions sharding_options(const TrainConfig::Training& training,
   sharding.reduce_dtype = training.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   sharding.activation_checkpointing = training.activation_checkpointing;
   sharding.activation_checkpointing_every = training.activation_checkpointing_every;
+  sharding.fused_projections = training.fused_projections;
   sharding.context_parallel = training.context_parallel;
   return sharding;
 }
