@@ -4,6 +4,7 @@
 
 #include "optim/adamw.h"
 #include "util/error.h"
+#include "util/torch_compat.h"
 
 namespace lctrain {
 namespace {
@@ -87,6 +88,37 @@ TEST(ShardedAdamW, RejectsStateOfTheWrongShape) {
                                     {torch::zeros({37}), torch::zeros({5, 3})}),
                Error);
   EXPECT_THROW(optimizer.load_state(1, {}, {}), Error);
+}
+
+TEST(ShardedAdamW, TheFusedKernelUpdatesAsTheUnfusedOne) {
+  AdamWOptions options{1e-2, 0.9, 0.95, 1e-8, 0.1};
+  options.kernel = AdamWKernel::kUnfused;
+  auto unfused_parameters = make_parameters();
+  ShardedAdamW unfused(unfused_parameters, options);
+  EXPECT_FALSE(unfused.fused());
+  options.kernel = AdamWKernel::kFused;
+  if (!compat::kFusedAdamW) {
+    // This LibTorch has no fused kernel: asking for it is a clear error, and kAuto does not.
+    EXPECT_THROW(ShardedAdamW(make_parameters(), options), Error);
+    options.kernel = AdamWKernel::kAuto;
+    EXPECT_FALSE(ShardedAdamW(make_parameters(), options).fused());
+    return;
+  }
+  auto fused_parameters = make_parameters();
+  ShardedAdamW fused(fused_parameters, options);
+  ASSERT_TRUE(fused.fused());
+  for (int step = 0; step < 6; ++step) {
+    const double lr = options.lr * (step + 1) / 6.0;
+    set_gradients(unfused_parameters, step);
+    set_gradients(fused_parameters, step);
+    unfused.step(lr);
+    fused.step(lr);
+    for (size_t i = 0; i < fused_parameters.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(fused_parameters[i], unfused_parameters[i], 1e-6, 1e-7))
+          << "step " << step << " parameter " << i;
+      EXPECT_TRUE(torch::allclose(fused.exp_avg_sq(i), unfused.exp_avg_sq(i), 1e-6, 1e-12));
+    }
+  }
 }
 
 }  // namespace

@@ -11,22 +11,27 @@ namespace lctrain {
 namespace {
 
 // softmax(q kᵀ / √d) v with queries at positions past .. past + Tq - 1, by LibTorch's
-// scaled_dot_product_attention (flash / memory-efficient kernels on CUDA).
-torch::Tensor fused_causal_attention(const torch::Tensor& query, const torch::Tensor& key,
-                                     const torch::Tensor& value, int64_t past) {
+// scaled_dot_product_attention (flash / memory-efficient kernels on CUDA). key/value have
+// H / groups heads: where LibTorch's attention takes them so, they are not repeated.
+torch::Tensor fused_causal_attention(const torch::Tensor& query, torch::Tensor key,
+                                     torch::Tensor value, int64_t past, int64_t groups) {
+  const bool native_groups = groups > 1 && compat::kNativeGroupedQueryAttention;
+  if (groups > 1 && !native_groups) {
+    key = repeat_kv(key, groups);
+    value = repeat_kv(value, groups);
+  }
+  const auto attend = [&](const std::optional<torch::Tensor>& mask, bool is_causal) {
+    return native_groups ? compat::grouped_query_attention(query, key, value, mask, is_causal)
+                         : compat::scaled_dot_product_attention(query, key, value, mask, is_causal);
+  };
   const int64_t length = query.size(2);
-  if (past == 0) {
-    return compat::scaled_dot_product_attention(query, key, value, std::nullopt, true);
-  }
-  if (length == 1) {
-    // One new token attends to every cached position: no mask needed.
-    return compat::scaled_dot_product_attention(query, key, value, std::nullopt, false);
-  }
+  if (past == 0) return attend(std::nullopt, true);
+  // One new token attends to every cached position: no mask needed.
+  if (length == 1) return attend(std::nullopt, false);
   // Several new tokens after a cached prefix: causal mask aligned to the bottom-right.
   const auto rows = torch::arange(past, past + length, torch::kInt64).unsqueeze(1);
   const auto columns = torch::arange(past + length, torch::kInt64).unsqueeze(0);
-  const auto mask = (columns <= rows).to(query.device());
-  return compat::scaled_dot_product_attention(query, key, value, mask, false);
+  return attend((columns <= rows).to(query.device()), false);
 }
 
 torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeights& weights,
@@ -90,10 +95,9 @@ torch::Tensor attention_forward(const LlamaConfig& config, const AttentionWeight
   torch::Tensor output;
   {
     const ProfileScope scope(kAttentionScope);
-    key = repeat_kv(key, config.kv_groups());
-    value = repeat_kv(value, config.kv_groups());
-    output = blockwise ? blockwise_causal_attention(query, key, value, past)
-                       : fused_causal_attention(query, key, value, past);
+    output = blockwise ? blockwise_causal_attention(query, repeat_kv(key, config.kv_groups()),
+                                                    repeat_kv(value, config.kv_groups()), past)
+                       : fused_causal_attention(query, key, value, past, config.kv_groups());
   }
   return merge_heads(output, dtype);
 }

@@ -1,8 +1,12 @@
 #include "optim/adamw.h"
 
+#include <torch/version.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "util/error.h"
+#include "util/torch_compat.h"
 
 namespace lctrain {
 
@@ -12,12 +16,36 @@ ShardedAdamW::ShardedAdamW(std::vector<torch::Tensor> parameters, AdamWOptions o
     exp_avg_.push_back(torch::zeros_like(parameter, torch::MemoryFormat::Contiguous));
     exp_avg_sq_.push_back(torch::zeros_like(parameter, torch::MemoryFormat::Contiguous));
   }
+  const bool on_gpus = !parameters_.empty() && std::all_of(parameters_.begin(), parameters_.end(),
+                                                           [](const torch::Tensor& parameter) {
+                                                             return parameter.is_cuda();
+                                                           });
+  LCTRAIN_CHECK(options_.kernel != AdamWKernel::kFused || compat::kFusedAdamW,
+                "the fused AdamW kernel needs LibTorch 2.4 or later (this is {})", TORCH_VERSION);
+  fused_ = options_.kernel == AdamWKernel::kFused ||
+           (options_.kernel == AdamWKernel::kAuto && compat::kFusedAdamW && on_gpus);
 }
 
 void ShardedAdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++steps_;
   const double step = static_cast<double>(steps_);
+  if (fused_) {
+    // One launch for every shard with a gradient; the step count as the kernel wants it.
+    std::vector<torch::Tensor> parameters, gradients, exp_avg, exp_avg_sq, steps;
+    for (size_t index = 0; index < parameters_.size(); ++index) {
+      if (!parameters_[index].grad().defined()) continue;
+      parameters.push_back(parameters_[index]);
+      gradients.push_back(parameters_[index].grad());
+      exp_avg.push_back(exp_avg_[index]);
+      exp_avg_sq.push_back(exp_avg_sq_[index]);
+      steps.push_back(torch::full({}, step, parameters_[index].options().dtype(torch::kFloat32)));
+    }
+    if (parameters.empty()) return;
+    compat::fused_adamw_step(parameters, gradients, exp_avg, exp_avg_sq, steps, lr, options_.beta1,
+                             options_.beta2, options_.weight_decay, options_.eps);
+    return;
+  }
   const double bias_correction1 = 1.0 - std::pow(options_.beta1, step);
   const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, step));
   for (size_t index = 0; index < parameters_.size(); ++index) {

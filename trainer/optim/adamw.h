@@ -9,12 +9,18 @@
 
 namespace lctrain {
 
+// How the update runs: kFused is one kernel for all parameters (LibTorch >= 2.4's
+// _fused_adamw_, torch.optim.AdamW(fused=True)), kUnfused a few elementwise ops per parameter;
+// kAuto fuses on GPUs where LibTorch can. Same arithmetic, rounding aside.
+enum class AdamWKernel { kAuto, kFused, kUnfused };
+
 struct AdamWOptions {
   double lr = 2e-5;
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
   double weight_decay = 0.0;
+  AdamWKernel kernel = AdamWKernel::kAuto;
 };
 
 class ShardedAdamW {
@@ -36,6 +42,7 @@ class ShardedAdamW {
                   const std::vector<torch::Tensor>& exp_avg_sq);
   // Bytes of moment tensors this rank holds.
   int64_t state_bytes() const;
+  bool fused() const { return fused_; }
 
  private:
   std::vector<torch::Tensor> parameters_;
@@ -43,6 +50,7 @@ class ShardedAdamW {
   std::vector<torch::Tensor> exp_avg_sq_;
   AdamWOptions options_;
   int64_t steps_ = 0;
+  bool fused_ = false;
 };
 
 }  // namespace lctrain
