@@ -176,10 +176,11 @@ profile() {
 }
 
 # lctrain alone at 8K with fewer layers recomputed (every second one) and none: what full
-# activation checkpointing costs on this GPU.
+# activation checkpointing costs on this GPU; and without the fused q/k/v and gate/up GEMMs.
 bench_recompute() {
   set -x
-  for extra in training.activation_checkpointing_every=2 training.activation_checkpointing=false; do
+  for extra in training.activation_checkpointing_every=2 training.activation_checkpointing=false \
+    training.fused_projections=false; do
     LCTRAIN=$build/bin/lctrain BENCH_WORK=$work/bench-$extra STEPS=${BENCH_STEPS:-8} BASELINE=none \
       EXTRA=$extra "$root/bench/train_throughput.sh" 8192
   done
