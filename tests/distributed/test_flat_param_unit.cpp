@@ -73,6 +73,17 @@ TEST(FlatParamUnit, ViewsWithoutAutogradShareTheFlatBuffer) {
             leaf.data_ptr<float>() + unit.entries()[1].offset);
 }
 
+TEST(FlatParamUnit, OneRankGathersItsShardWithoutACopyInTheShardsDtype) {
+  FlatParamUnit unit = make_unit();
+  const torch::Tensor full = unit.gather(torch::kFloat32);
+  EXPECT_EQ(full.data_ptr<float>(), unit.shard().data_ptr<float>());
+  EXPECT_FALSE(full.requires_grad());  // a detached alias: autograd does not reach the shard
+  // Another dtype is a converted copy, as a collective's result would be.
+  const torch::Tensor converted = unit.gather(torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(converted, unit.shard().detach().to(torch::kBFloat16)));
+  EXPECT_NE(converted.data_ptr(), unit.shard().data_ptr());
+}
+
 TEST(FlatParamUnit, ASpanIsOneMatrixOverAdjacentParametersAndItsGradientLandsInPlace) {
   torch::manual_seed(1);
   FlatParamUnit unit("layer",

@@ -65,6 +65,13 @@ FlatParamUnit::FlatParamUnit(std::string name, const std::vector<ParameterSpec>&
 void FlatParamUnit::prefetch(torch::ScalarType dtype) {
   if (prefetched_ && prefetched_->dtype == dtype) return;
   torch::NoGradGuard no_grad;
+  if (communicator_->world_size() == 1 && dtype == shard_.scalar_type()) {
+    // One rank in the shard's own dtype: the full buffer is the shard (no copy per gather).
+    // Nothing writes through it, and the optimizer updates the shard only after the backward
+    // that uses it.
+    prefetched_ = Prefetched{dtype, shard_.detach(), PendingCollective()};
+    return;
+  }
   auto full = empty_page_mapped(padded_numel_, shard_.options().dtype(dtype));
   const auto local = copy_page_mapped(shard_.detach(), dtype);
   const ProfileScope scope(kCommunicationScope);
