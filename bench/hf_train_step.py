@@ -22,6 +22,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--no-gradient-checkpointing", action="store_true",
+                        help="keep every activation (transformers' fastest setting when it fits)")
     parser.add_argument("--profile", default="",
                         help="Chrome trace of the steps after --skip (at most 3), scoped as "
                              "lctrain's are: `lctrain profile-summary TRACE` splits both alike")
@@ -43,7 +45,8 @@ def main() -> None:
     device = torch.device(args.device)
     with device:
         model = LlamaForCausalLM(config)  # float32 parameters: the master weights
-    model.gradient_checkpointing_enable()
+    if not args.no_gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     model.config.use_cache = False
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, betas=(0.9, 0.95), eps=1e-8,

@@ -175,12 +175,14 @@ profile() {
   cp "$work"/profile/*.trace.json* "$results/" || true
 }
 
-# lctrain alone at 8K with fewer layers recomputed (every second one) and none: what full
-# activation checkpointing costs on this GPU; and without the fused q/k/v and gate/up GEMMs.
+# Each side's fastest setting at 8K: both without activation checkpointing (side by side), then
+# lctrain alone recomputing every second layer, and without the fused q/k/v and gate/up GEMMs.
 bench_recompute() {
   set -x
-  for extra in training.activation_checkpointing_every=2 training.activation_checkpointing=false \
-    training.fused_projections=false; do
+  LCTRAIN=$build/bin/lctrain BENCH_WORK=$work/bench-no-recompute STEPS=${BENCH_STEPS:-8} \
+    EXTRA=training.activation_checkpointing=false HF_EXTRA=--no-gradient-checkpointing \
+    "$root/bench/train_throughput.sh" 8192
+  for extra in training.activation_checkpointing_every=2 training.fused_projections=false; do
     LCTRAIN=$build/bin/lctrain BENCH_WORK=$work/bench-$extra STEPS=${BENCH_STEPS:-8} BASELINE=none \
       EXTRA=$extra "$root/bench/train_throughput.sh" 8192
   done
@@ -206,7 +208,7 @@ if phase build "${GPU_CHECK_BUILD_BUDGET:-300}" bash -c configure_and_build; the
   phase bench_4k_16k 180 bash -c "benchmark ${BENCH_LENGTHS:-4096 16384}"
   phase hf_parity 120 bash -c hf_parity
   phase learning 60 bash -c learning
-  phase bench_recompute 90 bash -c bench_recompute
+  phase bench_recompute 150 bash -c bench_recompute
   phase whole_suite 240 bash -c whole_suite
 fi
 echo "results in $results"

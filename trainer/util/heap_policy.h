@@ -9,7 +9,9 @@
 namespace lctrain {
 
 // Raises glibc's mmap and trim thresholds (256 MiB / 1 GiB) unless MALLOC_MMAP_THRESHOLD_ or
-// MALLOC_TRIM_THRESHOLD_ are set, which then keep their meaning. No effect without glibc.
+// MALLOC_TRIM_THRESHOLD_ are set, which then keep their meaning. A rank of a multi-rank job
+// (WORLD_SIZE > 1) takes a 1 MiB mmap threshold instead: host memory per rank counts more there
+// than page faults. No effect without glibc.
 void keep_freed_memory_in_heap();
 
 }  // namespace lctrain
