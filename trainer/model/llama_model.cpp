@@ -21,8 +21,7 @@ torch::Tensor fused_causal_attention(const torch::Tensor& query, torch::Tensor k
     value = repeat_kv(value, groups);
   }
   const auto attend = [&](const std::optional<torch::Tensor>& mask, bool is_causal) {
-    return native_groups ? compat::grouped_query_attention(query, key, value, mask, is_causal)
-                         : compat::scaled_dot_product_attention(query, key, value, mask, is_causal);
+    return compat::scaled_dot_product_attention(query, key, value, mask, is_causal, native_groups);
   };
   const int64_t length = query.size(2);
   if (past == 0) return attend(std::nullopt, true);

@@ -14,24 +14,6 @@
 
 namespace lctrain::compat {
 
-// Fused attention: softmax(q k^T / sqrt(d) + mask) v. q: [B, H, Tq, D], k/v: [B, H, Tk, D].
-// `mask` is boolean (true = attend) or additive; `is_causal` applies the top-left causal mask.
-// 2.x has the public op (flash / memory-efficient kernels on CUDA); 1.13 has only the private one.
-inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& query,
-                                                  const torch::Tensor& key,
-                                                  const torch::Tensor& value,
-                                                  const std::optional<torch::Tensor>& mask,
-                                                  bool is_causal) {
-  const c10::optional<torch::Tensor> attention_mask =
-      mask ? c10::optional<torch::Tensor>(*mask) : c10::nullopt;
-#if LCTRAIN_TORCH_AT_LEAST(2, 0)
-  return at::scaled_dot_product_attention(query, key, value, attention_mask, 0.0, is_causal);
-#else
-  return std::get<0>(
-      at::_scaled_dot_product_attention(query, key, value, attention_mask, 0.0, false, is_causal));
-#endif
-}
-
 // Whether scaled_dot_product_attention takes keys/values with fewer heads than the queries
 // (grouped-query attention, `enable_gqa`, from 2.5): the flash kernel then reads each key/value
 // head for its group of query heads, and nobody materialises the repeated K/V.
@@ -41,20 +23,29 @@ inline constexpr bool kNativeGroupedQueryAttention = true;
 inline constexpr bool kNativeGroupedQueryAttention = false;
 #endif
 
-// Fused attention as above with k/v of H / G heads for q's H (query head h uses key/value head
-// h / G, Hugging Face's repeat_kv layout). Only where kNativeGroupedQueryAttention.
-inline torch::Tensor grouped_query_attention(const torch::Tensor& query, const torch::Tensor& key,
-                                             const torch::Tensor& value,
-                                             const std::optional<torch::Tensor>& mask,
-                                             bool is_causal) {
-#if LCTRAIN_TORCH_AT_LEAST(2, 5)
+// Fused attention: softmax(q k^T / sqrt(d) + mask) v. q: [B, H, Tq, D], k/v: [B, H, Tk, D], or
+// with `grouped` (only where kNativeGroupedQueryAttention) k/v of H / G heads, query head h using
+// key/value head h / G (Hugging Face's repeat_kv layout). `mask` is boolean (true = attend) or
+// additive; `is_causal` applies the top-left causal mask. 2.x has the public op (flash /
+// memory-efficient kernels on CUDA); 1.13 has only the private one.
+inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& query,
+                                                  const torch::Tensor& key,
+                                                  const torch::Tensor& value,
+                                                  const std::optional<torch::Tensor>& mask,
+                                                  bool is_causal, bool grouped = false) {
   const c10::optional<torch::Tensor> attention_mask =
       mask ? c10::optional<torch::Tensor>(*mask) : c10::nullopt;
+#if LCTRAIN_TORCH_AT_LEAST(2, 5)
   return at::scaled_dot_product_attention(query, key, value, attention_mask, 0.0, is_causal,
-                                          c10::nullopt, /*enable_gqa=*/true);
+                                          c10::nullopt, /*enable_gqa=*/grouped);
 #else
-  (void)query, (void)key, (void)value, (void)mask, (void)is_causal;
-  throw std::logic_error("grouped-query attention needs LibTorch 2.5 or later");
+  if (grouped) throw std::logic_error("grouped-query attention needs LibTorch 2.5 or later");
+#if LCTRAIN_TORCH_AT_LEAST(2, 0)
+  return at::scaled_dot_product_attention(query, key, value, attention_mask, 0.0, is_causal);
+#else
+  return std::get<0>(
+      at::_scaled_dot_product_attention(query, key, value, attention_mask, 0.0, false, is_causal));
+#endif
 #endif
 }
 
