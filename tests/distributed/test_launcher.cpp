@@ -71,7 +71,8 @@ void expect_all_gone(const ScratchDir& scratch, const std::string& prefix, size_
 }
 
 // Every rank but `failing` records its shell's and its sleep's pids and sleeps; rank `failing`
-// waits for those records, then runs `failure`.
+// waits for those records, then runs `failure`. A record appears whole (written, then renamed):
+// a rank stopped between creating the file and writing the pid would leave it empty.
 std::string failing_worker(const ScratchDir& scratch, int ranks, int failing,
                            const std::string& failure, const std::string& prologue = "") {
   const std::string script = fmt::format(R"(
@@ -79,9 +80,9 @@ if [ "$RANK" = {} ]; then
   while [ $(ls "$DIR" | grep -c '^sleep') -lt {} ]; do sleep 0.02; done
   {}
 fi
-echo $$ > "$DIR/shell.$RANK"
+echo $$ > "$DIR/.shell.$RANK" && mv "$DIR/.shell.$RANK" "$DIR/shell.$RANK"
 sleep 30 &
-echo $! > "$DIR/sleep.$RANK"
+echo $! > "$DIR/.sleep.$RANK" && mv "$DIR/.sleep.$RANK" "$DIR/sleep.$RANK"
 wait
 )",
                                          failing, ranks - 1, failure);

@@ -325,6 +325,7 @@ training:
   reduce_dtype: bf16
   activation_checkpointing: false
   context_parallel: 4
+  fused_projections: false
   max_grad_norm: 0.30000000000000004
   seed: 13
 optimizer:
@@ -366,6 +367,7 @@ void expect_same_fields(const TrainConfig& a, const TrainConfig& b) {
   EXPECT_EQ(a.training.reduce_dtype, b.training.reduce_dtype);
   EXPECT_EQ(a.training.activation_checkpointing, b.training.activation_checkpointing);
   EXPECT_EQ(a.training.context_parallel, b.training.context_parallel);
+  EXPECT_EQ(a.training.fused_projections, b.training.fused_projections);
   EXPECT_EQ(a.training.max_grad_norm, b.training.max_grad_norm);  // bit-exact, not NEAR
   EXPECT_EQ(a.training.max_nonfinite_steps, b.training.max_nonfinite_steps);
   EXPECT_EQ(a.training.loss_spike_factor, b.training.loss_spike_factor);
@@ -395,6 +397,7 @@ TEST(TrainConfig, ToYamlRoundTripsEveryField) {
   // Each field really differs from its default, so the comparison below proves it was written.
   TrainConfig defaults;
   EXPECT_NE(original.model.init_seed, defaults.model.init_seed);
+  EXPECT_NE(original.training.fused_projections, defaults.training.fused_projections);
   EXPECT_EQ(original.data.path, "data/my tokens: \"quoted\" # not a comment");
   EXPECT_EQ(original.output.dir, "out/\tweird\\dir/\xc3\xa9");
   const std::string yaml = original.to_yaml();
@@ -407,7 +410,7 @@ TEST(TrainConfig, ToYamlWritesEveryKeyIncludingDefaults) {
   const TrainConfig config = TrainConfig::from_yaml_text(kMinimal, "cfg.yaml");
   const std::string yaml = config.to_yaml();
   const std::vector<std::string> keys = TrainConfig::keys();
-  EXPECT_EQ(keys.size(), 46u);
+  EXPECT_EQ(keys.size(), 47u);
   EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size());
   for (const std::string& key : keys) {
     const std::string leaf = key.substr(key.find('.') + 1);

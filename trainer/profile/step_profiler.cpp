@@ -1,6 +1,7 @@
 #include "profile/step_profiler.h"
 
 #include <torch/cuda.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -70,7 +71,7 @@ std::optional<ProfileSettings> profile_settings_from_environment() {
   LCTRAIN_CHECK(std::filesystem::is_directory(folder, error),
                 "LCTRAIN_PROFILE={}: the folder {} does not exist", trace, folder.string());
   // Written at the end of the profiled steps: a path that cannot be written fails now instead.
-  const auto probe = settings.trace.string() + ".partial";
+  const auto probe = settings.trace.string() + ".probe." + std::to_string(::getpid());
   {
     std::ofstream out(probe);
     LCTRAIN_CHECK(out.good(), "LCTRAIN_PROFILE={}: cannot write in {}", trace, folder.string());

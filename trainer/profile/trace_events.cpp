@@ -1,5 +1,7 @@
 #include "profile/trace_events.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -61,7 +63,8 @@ void write_chrome_trace(const std::filesystem::path& path, const std::vector<Tra
                     {"tid", event.thread}});
     if (event.sequence >= 0) list.back()["args"] = {{"Sequence number", event.sequence}};
   }
-  const auto temporary = path.string() + ".partial";
+  // Per process: two runs profiling into one path each write whole files, the last one wins.
+  const auto temporary = path.string() + ".partial." + std::to_string(::getpid());
   {
     std::ofstream out(temporary);
     LCTRAIN_CHECK(out.good(), "cannot write the profile trace {}", temporary);
