@@ -90,6 +90,14 @@ TEST(ShardedAdamW, RejectsStateOfTheWrongShape) {
   EXPECT_THROW(optimizer.load_state(1, {}, {}), Error);
 }
 
+TEST(ShardedAdamW, TheFusedKernelIsFoundWhereLibTorchHasIt) {
+  // Found by probing, not by version number: a LibTorch >= 2.4 whose kernel the probe missed
+  // (a changed signature) would silently run the unfused update; this says so instead. Likewise
+  // grouped-query attention (SDPA's enable_gqa) from 2.5.
+  EXPECT_EQ(compat::kFusedAdamW, LCTRAIN_TORCH_AT_LEAST(2, 4));
+  EXPECT_EQ(compat::kNativeGroupedQueryAttention, LCTRAIN_TORCH_AT_LEAST(2, 5));
+}
+
 TEST(ShardedAdamW, TheFusedKernelUpdatesAsTheUnfusedOne) {
   AdamWOptions options{1e-2, 0.9, 0.95, 1e-8, 0.1};
   options.kernel = AdamWKernel::kUnfused;
