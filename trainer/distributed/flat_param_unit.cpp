@@ -128,12 +128,10 @@ class FlatViews : public torch::autograd::Function<FlatViews> {
       if (!flat.defined()) {
         flat = zeros_page_mapped(context->saved_data["numel"].toInt(), gradients[index].options());
       }
-      const size_t entries = unit->entries().size();
-      const FlatParamEntry& entry =
-          index < entries ? unit->entries()[index] : unit->spans()[index - entries];
+      const FlatParamEntry& entry = unit->view_entry(index);
       // Entries do not overlap one another; a span overlaps entries, which may have written.
       torch::Tensor range = flat.narrow(0, entry.offset, entry.numel);
-      if (index < entries) {
+      if (index < unit->entries().size()) {
         range.copy_(gradients[index].reshape({-1}));
       } else {
         range.add_(gradients[index].reshape({-1}));

@@ -53,6 +53,10 @@ class FlatParamUnit {
   // other dimensions differ. The layout (and so every checkpoint) is unchanged.
   bool add_span(std::string name, size_t first, size_t count);
   const std::vector<FlatParamEntry>& spans() const { return spans_; }
+  // What views()[index] shows: an entry, or past them a span.
+  const FlatParamEntry& view_entry(size_t index) const {
+    return index < entries_.size() ? entries_[index] : spans_.at(index - entries_.size());
+  }
   int64_t numel() const { return numel_; }                // real elements
   int64_t padded_numel() const { return padded_numel_; }  // multiple of the world size
   int64_t shard_numel() const { return padded_numel_ / communicator_->world_size(); }

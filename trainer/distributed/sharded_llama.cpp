@@ -161,11 +161,8 @@ std::vector<torch::Tensor> ShardedLlama::parameters() {
 }
 
 void ShardedLlama::bind_views(FlatParamUnit& unit, const std::vector<torch::Tensor>& views) {
-  const size_t entries = unit.entries().size();
   for (size_t index = 0; index < views.size(); ++index) {
-    const FlatParamEntry& entry =
-        index < entries ? unit.entries()[index] : unit.spans()[index - entries];
-    *bound_slots_.at(entry.name) = views[index];
+    *bound_slots_.at(unit.view_entry(index).name) = views[index];
   }
 }
 
