@@ -69,10 +69,17 @@ def with_repeats(text, rng, args):
     return "\n".join(out)
 
 
-def passkey_document(rng, args):
+def passkey_document(rng, max_fillers, distance_first=False):
+    """The paper's passkey prompt with its answer, at most max_fillers filler sentences in all.
+
+    By default the fillers before the key are drawn first, which makes short key-to-question
+    distances common; distance_first draws the fillers after the key first, so that every
+    distance up to max_fillers sentences is equally likely."""
     key = str(rng.randint(10000, 99999))
-    before = rng.randint(0, args.max_fillers)
-    after = rng.randint(0, args.max_fillers - before)
+    before = rng.randint(0, max_fillers)
+    after = rng.randint(0, max_fillers - before)
+    if distance_first:
+        before, after = after, before
     parts = [INSTRUCTION] + [FILLER] * before
     parts.append(f"The pass key is {key}. Remember it. {key} is the pass key.")
     parts += [FILLER] * after
@@ -96,6 +103,10 @@ def main():
     parser.add_argument("--reach", type=int, default=650)
     parser.add_argument("--passkeys", type=int, default=3000)
     parser.add_argument("--max-fillers", type=int, default=4)
+    parser.add_argument("--long-passkeys", type=int, default=0,
+                        help="extra passkey documents, key-to-question distance uniform up to "
+                        "--long-max-fillers filler sentences")
+    parser.add_argument("--long-max-fillers", type=int, default=24)
     parser.add_argument("--copies", type=int, default=0)
     parser.add_argument("--max-copy-words", type=int, default=60)
     args = parser.parse_args()
@@ -108,13 +119,16 @@ def main():
     for _ in range(args.copies):
         rows.append({"text": copy_document(rng, vocabulary, args), "meta": {"pile_set_name": "Copy"}})
     for _ in range(args.passkeys):
-        rows.append({"text": passkey_document(rng, args), "meta": {"pile_set_name": "Passkey"}})
+        rows.append({"text": passkey_document(rng, args.max_fillers), "meta": {"pile_set_name": "Passkey"}})
+    for _ in range(args.long_passkeys):
+        text = passkey_document(rng, args.long_max_fillers, distance_first=True)
+        rows.append({"text": text, "meta": {"pile_set_name": "Passkey"}})
     rng.shuffle(rows)
     with open(args.output, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"make_recall_corpus: {natural} documents with repeats, {args.copies} copy documents, "
-          f"{args.passkeys} passkey documents -> {args.output}", file=sys.stderr)
+          f"{args.passkeys} + {args.long_passkeys} passkey documents -> {args.output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 // scripts/make_recall_corpus.py, the stage-2 pretraining corpus of the bundled tiny model: every
 // input document survives with only copies of its own recent lines added, the copy documents
-// repeat one run of words, and the passkey documents carry one key, asked for at their end.
+// repeat one run of words, and the passkey documents carry one key, asked for at their end; the
+// long passkeys (the demo's fine-tuning mix) put the key at every distance up to their maximum.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "support/test_support.h"
@@ -120,6 +122,54 @@ TEST(RecallCorpus, KeepsEveryDocumentAddsOnlyRecentRepeatsAndWellFormedPasskeys)
   ASSERT_EQ(make_corpus(scratch / "in.jsonl", scratch / "other.jsonl", 1).exit_code, 0);
   EXPECT_EQ(testing::read_text(scratch / "again.jsonl"), testing::read_text(scratch / "out.jsonl"));
   EXPECT_NE(testing::read_text(scratch / "other.jsonl"), testing::read_text(scratch / "out.jsonl"));
+}
+
+// Filler sentences before and after the key of each passkey document in a corpus made from one
+// short document with the given extra arguments.
+std::vector<std::pair<int, int>> passkey_fillers(const std::string& arguments) {
+  testing::ScratchDir scratch;
+  testing::write_text(scratch / "in.jsonl", nlohmann::json{{"text", "one line\nanother"}}.dump());
+  const auto result = testing::run_command(
+      quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") + " " +
+      quoted(scratch / "in.jsonl") + " " + quoted(scratch / "out.jsonl") + " " + arguments);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  const std::string filler = "The grass is green.";
+  const auto count = [&](const std::string& text) {
+    int n = 0;
+    for (auto at = text.find(filler); at != std::string::npos; at = text.find(filler, at + 1)) ++n;
+    return n;
+  };
+  std::vector<std::pair<int, int>> fillers;
+  for (const auto& row : read_jsonl(scratch / "out.jsonl")) {
+    if (row.value("meta", nlohmann::json::object()).value("pile_set_name", "") != "Passkey")
+      continue;
+    const std::string text = row.at("text");
+    const auto key = text.find("The pass key is ");
+    fillers.emplace_back(count(text.substr(0, key)), count(text.substr(key)));
+  }
+  return fillers;
+}
+
+TEST(RecallCorpus, LongPasskeysPutTheKeyAtEveryDistanceUpToTheirMaximum) {
+  const auto mean_after = [](const std::vector<std::pair<int, int>>& fillers) {
+    double sum = 0;
+    for (const auto& [before, after] : fillers) sum += after;
+    return sum / static_cast<double>(fillers.size());
+  };
+  const auto long_keys = passkey_fillers("--passkeys 0 --long-passkeys 400 --long-max-fillers 12");
+  ASSERT_EQ(long_keys.size(), 400u);
+  std::set<int> distances;
+  for (const auto& [before, after] : long_keys) {
+    EXPECT_LE(before + after, 12);
+    distances.insert(after);
+  }
+  EXPECT_EQ(distances.size(), 13u) << "some distance from 0 to 12 fillers never drawn";
+  // Uniform over 0..12 fillers after the key: mean 6. The short passkeys draw the fillers before
+  // the key first, so short distances dominate (mean 3 at the same maximum).
+  EXPECT_NEAR(mean_after(long_keys), 6.0, 0.8);
+  const auto short_keys = passkey_fillers("--passkeys 400 --max-fillers 12");
+  ASSERT_EQ(short_keys.size(), 400u);
+  EXPECT_NEAR(mean_after(short_keys), 3.0, 0.8);
 }
 
 }  // namespace
