@@ -27,11 +27,29 @@ TEST(StepGuard, RejectsASpikeOverTheMedianOnceThereIsHistory) {
   StepGuard guard(3, 10.0);
   // Without history there is no median to judge against.
   EXPECT_EQ(guard.problem(1e6, 1.0), "");
-  for (const double loss : {6.0, 5.0, 4.0, 100.0}) guard.record(true, loss);
-  // Median of {6, 5, 4, 100} (the upper middle) is 6: 60 is the limit.
+  for (const double loss : {6.0, 5.0, 4.0, 7.0}) guard.record(true, loss);
+  // Median of {6, 5, 4, 7} (the upper middle) is 6: 60 is the limit.
   EXPECT_EQ(guard.problem(59.0, 1.0), "");
   EXPECT_NE(guard.problem(61.0, 1.0).find("median"), std::string::npos);
   EXPECT_NE(guard.problem(7127688.0, 0.0).find("median"), std::string::npos);
+}
+
+TEST(StepGuard, ALossAsHighAsARecentOneIsNoSpikeOnMixedData) {
+  // One sequence per step over a mix of easy rows (passkey documents, loss ~0.2) and prose
+  // (loss 2-4): the median is an easy row's, and a prose row is 10-20x over it.
+  StepGuard guard(3, 10.0);
+  for (int i = 0; i < 20; ++i) guard.record(true, 0.2);
+  for (const double loss : {3.9, 2.5, 3.1}) guard.record(true, loss);
+  EXPECT_EQ(guard.problem(3.5, 1.0), "");
+  EXPECT_EQ(guard.problem(3.9, 1.0), "");
+  // Past everything recent and 10x the median: a spike.
+  const auto spike = guard.problem(4.5, 1.0);
+  EXPECT_NE(spike.find("highest 3.9"), std::string::npos) << spike;
+  // On steady data the highest recent loss is near the median: the factor decides.
+  StepGuard steady(3, 10.0);
+  for (int i = 0; i < 32; ++i) steady.record(true, 2.0 + 0.01 * i);
+  EXPECT_EQ(steady.problem(20.0, 1.0), "");
+  EXPECT_NE(steady.problem(22.0, 1.0), "");
 }
 
 TEST(StepGuard, SpikeRuleOffWithFactorZero) {

@@ -194,8 +194,8 @@ const std::vector<Field>& fields() {
                     "steps in a row left unapplied (non-finite loss or gradient norm, loss "
                     "spike) that stop the run"),
       LCTRAIN_FIELD(training, loss_spike_factor, at_least(0),
-                    "a step whose loss exceeds this x the median of recent steps is not "
-                    "applied; 0 = off"),
+                    "a step whose loss exceeds this x the median of recent steps, and every "
+                    "one of them, is not applied; 0 = off"),
       LCTRAIN_FIELD(training, loss_scaling, one_of({"auto", "dynamic", "none"}),
                     "auto = dynamic for fp16, none otherwise"),
       LCTRAIN_FIELD(training, loss_scale, greater_than(0), "initial dynamic loss scale"),
