@@ -21,13 +21,21 @@
 # base model, a Hugging Face folder with its tokenizer.model, trained at 256; data/tiny-llama).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+out=${LCTRAIN_OUT:-out/demo}
+# One demo per output folder at a time: a second one would delete the first's files, and two
+# would build the sample corpus and lctrain into the same folders.
+mkdir -p "$(dirname "$out")"
+exec 9>"${out%/}.lock"
+if ! flock -n 9; then
+  echo "demo: another demo is writing $out (${out%/}.lock is held); wait for it or set LCTRAIN_OUT" >&2
+  exit 1
+fi
 
 if [ -z "${LCTRAIN_BIN:-}" ]; then
   scripts/setup.sh
   scripts/build.sh --target lctrain
 fi
 lctrain=${LCTRAIN_BIN:-${LCTRAIN_BUILD_DIR:-build}/bin/lctrain}
-out=${LCTRAIN_OUT:-out/demo}
 base=${DEMO_BASE:-data/tiny-llama}
 corpus=${DEMO_CORPUS:-out/sample-pile}
 docs=${DEMO_DOCS:-16}

@@ -74,5 +74,19 @@ TEST(Demo, ShortenedDemoRunsEveryStageAndWritesTheResults) {
   EXPECT_TRUE(contains(result.output, "demo: finished")) << result.output;
 }
 
+TEST(Demo, ASecondDemoOnTheSameFolderStopsBeforeTouchingIt) {
+  testing::ScratchDir scratch;
+  const fs::path out = scratch / "demo";
+  testing::write_text(out / "results.md", "the first demo's table");
+  // flock(1) holds the demo's lock while the second demo starts, as a running demo would.
+  const auto result = testing::run_command("cd " + quoted(testing::source_dir()) + " && flock " +
+                                           quoted(scratch / "demo.lock") +
+                                           " env LCTRAIN_BIN=" + quoted(testing::lctrain_binary()) +
+                                           " LCTRAIN_OUT=" + quoted(out) + " scripts/demo.sh");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_TRUE(contains(result.output, "another demo is writing")) << result.output;
+  EXPECT_EQ(testing::read_text(out / "results.md"), "the first demo's table");
+}
+
 }  // namespace
 }  // namespace lctrain
