@@ -58,7 +58,7 @@ rm -rf "$out"
 mkdir -p "$out"
 # The fine-tuning data: the base's last pretraining mix (the train split with recent lines
 # repeated, copy documents, short passkey documents; scripts/pretrain_tiny.sh, stage 3), drawn
-# again with another seed, plus passkey documents whose key is anywhere in the new window (up to
+# again with another seed and twice its copy documents, plus passkey documents whose key is anywhere in the new window (up to
 # 24 filler sentences, ~900 tokens, before the question). The paper fine-tunes on the data its
 # base was pretrained on; the long passkeys give both fine-tunings the same chance to learn
 # retrieval across 1024 tokens. Evaluation stays on the untouched test split.
