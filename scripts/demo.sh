@@ -21,6 +21,13 @@
 # base model, a Hugging Face folder with its tokenizer.model, trained at 256; data/tiny-llama).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The numeric knobs are checked before anything runs, not at the stage that first uses them.
+for knob in DEMO_STEPS DEMO_DOCS DEMO_TRIALS; do
+  if [ -n "${!knob:-}" ] && ! [[ ${!knob} =~ ^[1-9][0-9]*$ ]]; then
+    echo "demo: $knob must be a positive whole number, got '${!knob}'" >&2
+    exit 1
+  fi
+done
 out=${LCTRAIN_OUT:-out/demo}
 # One demo per output folder at a time: a second one would delete the first's files, and two
 # would build the sample corpus and lctrain into the same folders.

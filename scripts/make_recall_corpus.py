@@ -92,6 +92,14 @@ def copy_document(rng, vocabulary, args):
     return " ".join([run] * rng.randint(2, 3))
 
 
+def count(text):
+    """A whole number >= 0 (argparse type): a negative count or filler total has no meaning."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("input")
@@ -101,13 +109,13 @@ def main():
     parser.add_argument("--min-span", type=int, default=60)
     parser.add_argument("--max-span", type=int, default=300)
     parser.add_argument("--reach", type=int, default=650)
-    parser.add_argument("--passkeys", type=int, default=3000)
-    parser.add_argument("--max-fillers", type=int, default=4)
-    parser.add_argument("--long-passkeys", type=int, default=0,
+    parser.add_argument("--passkeys", type=count, default=3000)
+    parser.add_argument("--max-fillers", type=count, default=4)
+    parser.add_argument("--long-passkeys", type=count, default=0,
                         help="extra passkey documents, key-to-question distance uniform up to "
                         "--long-max-fillers filler sentences")
-    parser.add_argument("--long-max-fillers", type=int, default=24)
-    parser.add_argument("--copies", type=int, default=0)
+    parser.add_argument("--long-max-fillers", type=count, default=24)
+    parser.add_argument("--copies", type=count, default=0)
     parser.add_argument("--max-copy-words", type=int, default=60)
     args = parser.parse_args()
     rng = random.Random(args.seed)

@@ -88,5 +88,19 @@ TEST(Demo, ASecondDemoOnTheSameFolderStopsBeforeTouchingIt) {
   EXPECT_EQ(testing::read_text(out / "results.md"), "the first demo's table");
 }
 
+TEST(Demo, AKnobThatIsNoPositiveNumberStopsItBeforeAnythingRuns) {
+  testing::ScratchDir scratch;
+  for (const char* knob : {"DEMO_STEPS=abc", "DEMO_DOCS=0", "DEMO_TRIALS=-3"}) {
+    const auto result =
+        testing::run_command("cd " + quoted(testing::source_dir()) + " && env " + knob +
+                             " LCTRAIN_OUT=" + quoted(scratch / "demo") + " scripts/demo.sh");
+    EXPECT_EQ(result.exit_code, 1) << knob << ": " << result.output;
+    const std::string name = std::string(knob).substr(0, std::string(knob).find('='));
+    EXPECT_TRUE(contains(result.output, name + " must be a positive whole number"))
+        << result.output;
+    EXPECT_FALSE(fs::exists(scratch / "demo")) << knob;
+  }
+}
+
 }  // namespace
 }  // namespace lctrain

@@ -172,5 +172,17 @@ TEST(RecallCorpus, LongPasskeysPutTheKeyAtEveryDistanceUpToTheirMaximum) {
   EXPECT_NEAR(mean_after(short_keys), 3.0, 0.8);
 }
 
+TEST(RecallCorpus, ANegativeCountIsRefusedByName) {
+  testing::ScratchDir scratch;
+  testing::write_text(scratch / "in.jsonl", nlohmann::json{{"text", "a line"}}.dump());
+  const auto result =
+      testing::run_command(quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") +
+                           " " + quoted(scratch / "in.jsonl") + " " +
+                           quoted(scratch / "out.jsonl") + " --long-max-fillers -1");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_TRUE(contains(result.output, "--long-max-fillers: must be >= 0")) << result.output;
+  EXPECT_FALSE(fs::exists(scratch / "out.jsonl"));
+}
+
 }  // namespace
 }  // namespace lctrain
