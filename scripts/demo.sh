@@ -34,7 +34,8 @@ out=${LCTRAIN_OUT:-out/demo}
 mkdir -p "$(dirname "$out")"
 exec 9>"${out%/}.lock"
 if ! flock -n 9; then
-  echo "demo: another demo is writing $out (${out%/}.lock is held); wait for it or set LCTRAIN_OUT" >&2
+  echo "demo: another demo is writing $out (${out%/}.lock is held);" \
+    "wait for it or set LCTRAIN_OUT" >&2
   exit 1
 fi
 
@@ -65,8 +66,8 @@ rm -rf "$out"
 mkdir -p "$out"
 # The fine-tuning data: the base's last pretraining mix (the train split with recent lines
 # repeated, copy documents, short passkey documents; scripts/pretrain_tiny.sh, stage 3), drawn
-# again with another seed and twice its copy documents, plus passkey documents whose key is anywhere in the new window (up to
-# 24 filler sentences, ~900 tokens, before the question). The paper fine-tunes on the data its
+# again with another seed and twice its copy documents, plus passkey documents whose key is
+# anywhere in the new window (up to 24 filler sentences, ~900 tokens, before the question). The paper fine-tunes on the data its
 # base was pretrained on; the long passkeys give both fine-tunings the same chance to learn
 # retrieval across 1024 tokens. Evaluation stays on the untouched test split.
 stage "the fine-tuning data: the base's pretraining mix and passkeys across 1024 tokens" \

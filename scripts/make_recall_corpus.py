@@ -126,17 +126,18 @@ def main():
     vocabulary = sorted({word for row in rows for word in row["text"].split() if word.isalpha()})
     for _ in range(args.copies):
         rows.append({"text": copy_document(rng, vocabulary, args), "meta": {"pile_set_name": "Copy"}})
-    for _ in range(args.passkeys):
-        rows.append({"text": passkey_document(rng, args.max_fillers), "meta": {"pile_set_name": "Passkey"}})
-    for _ in range(args.long_passkeys):
-        text = passkey_document(rng, args.long_max_fillers, distance_first=True)
-        rows.append({"text": text, "meta": {"pile_set_name": "Passkey"}})
+    for number, max_fillers, distance_first in ((args.passkeys, args.max_fillers, False),
+                                                (args.long_passkeys, args.long_max_fillers, True)):
+        for _ in range(number):
+            text = passkey_document(rng, max_fillers, distance_first)
+            rows.append({"text": text, "meta": {"pile_set_name": "Passkey"}})
     rng.shuffle(rows)
     with open(args.output, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"make_recall_corpus: {natural} documents with repeats, {args.copies} copy documents, "
-          f"{args.passkeys} + {args.long_passkeys} passkey documents -> {args.output}", file=sys.stderr)
+          f"{args.passkeys} + {args.long_passkeys} passkey documents -> {args.output}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 // StepGuard: decides whether a step's update may touch the model. A step whose loss or global
 // gradient norm is not finite, or whose loss jumps past loss_spike_factor x the median of the
 // recent good steps and past the highest of them (a diverging run that no NaN check sees), is
-// rejected; too many rejected in a
-// row stop the run. Every rank sees the same figures (all-reduced), so all decide alike.
+// rejected; too many rejected in a row stop the run. Every rank sees the same figures
+// (all-reduced), so all decide alike.
 #pragma once
 
 #include <cstdint>
