@@ -13,7 +13,10 @@ pretraining window (L = 256 tokens, ~700 characters here):
   * --copies extra documents are a random run of the corpus's words written two or three times
     (the plainest induction task), and
   * --passkeys extra documents use the passkey prompt (Mohtashami & Jaggi; the paper's section 3.3)
-    with the key at a random depth, short enough to fit the window.
+    with the key at a random depth, short enough to fit the window;
+  * for fine-tuning to a longer window, --long-passkeys put the key at any distance up to
+    --long-max-fillers filler sentences, and --text-passkeys do the same with running text of the
+    corpus in place of the filler sentence.
 The evaluation stays on the untouched test split, and passkey evaluation asks for distances up to
 4x the window, which this corpus never shows.
 
@@ -87,6 +90,43 @@ def passkey_document(rng, max_fillers, distance_first=False):
     return " ".join(parts)
 
 
+# Characters of training text that tokenize to about as many tokens as one filler sentence (36
+# tokens; the sample corpus averages ~2.4 characters per token against the filler's 2.5).
+TEXT_CHARS_PER_FILLER = 85
+
+
+def word_boundary(text, index):
+    """The first whitespace at or after index (len(text) if none): cuts fall between words."""
+    while index < len(text) and not text[index].isspace():
+        index += 1
+    return index
+
+
+def text_passkey_document(rng, max_fillers, texts):
+    """A passkey document whose filler is running training text instead of the filler sentence.
+
+    Same prompt, key and question as passkey_document(distance_first=True), lengths counted in
+    filler sentences' worth of text. The filler sentence is learnt after a few repetitions and
+    then teaches nothing; running text keeps every token one the model has to predict, so the
+    document teaches the corpus's language as well as retrieval."""
+    key = str(rng.randint(10000, 99999))
+    distance = rng.randint(0, max_fillers)
+    before = rng.randint(0, max_fillers - distance) * TEXT_CHARS_PER_FILLER
+    need = before + distance * TEXT_CHARS_PER_FILLER
+    text = ""
+    while len(text) < need:
+        text += rng.choice(texts) + "\n"
+    start = rng.randint(0, len(text) - need)
+    if start > 0:
+        start = word_boundary(text, start)
+    end = word_boundary(text, start + need)
+    split = min(word_boundary(text, start + before), end)
+    parts = [INSTRUCTION, text[start:split].strip(),
+             f"The pass key is {key}. Remember it. {key} is the pass key.",
+             text[split:end].strip(), f"{QUESTION} {key}."]
+    return " ".join(part for part in parts if part)
+
+
 def copy_document(rng, vocabulary, args):
     run = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(10, args.max_copy_words)))
     return " ".join([run] * rng.randint(2, 3))
@@ -115,6 +155,9 @@ def main():
                         help="extra passkey documents, key-to-question distance uniform up to "
                         "--long-max-fillers filler sentences")
     parser.add_argument("--long-max-fillers", type=count, default=24)
+    parser.add_argument("--text-passkeys", type=count, default=0,
+                        help="extra passkey documents drawn as the long ones, running text of "
+                        "the input's documents in place of the filler sentence")
     parser.add_argument("--copies", type=count, default=0)
     parser.add_argument("--max-copy-words", type=int, default=60)
     args = parser.parse_args()
@@ -123,20 +166,28 @@ def main():
     for row in read_documents(args.input):
         rows.append({"text": with_repeats(row["text"], rng, args), "meta": row.get("meta", {})})
     natural = len(rows)
+    texts = [row["text"] for row in rows]
+    if args.text_passkeys and not texts:
+        parser.error(f"--text-passkeys: {args.input} has no documents to fill them with")
     vocabulary = sorted({word for row in rows for word in row["text"].split() if word.isalpha()})
+    if args.copies and not vocabulary:
+        parser.error(f"--copies: {args.input} has no words to copy")
     for _ in range(args.copies):
-        rows.append({"text": copy_document(rng, vocabulary, args), "meta": {"pile_set_name": "Copy"}})
-    for number, max_fillers, distance_first in ((args.passkeys, args.max_fillers, False),
-                                                (args.long_passkeys, args.long_max_fillers, True)):
-        for _ in range(number):
-            text = passkey_document(rng, max_fillers, distance_first)
-            rows.append({"text": text, "meta": {"pile_set_name": "Passkey"}})
+        text = copy_document(rng, vocabulary, args)
+        rows.append({"text": text, "meta": {"pile_set_name": "Copy"}})
+    longest = args.long_max_fillers
+    passkeys = [lambda: passkey_document(rng, args.max_fillers)] * args.passkeys
+    passkeys += [lambda: passkey_document(rng, longest, True)] * args.long_passkeys
+    passkeys += [lambda: text_passkey_document(rng, longest, texts)] * args.text_passkeys
+    for draw in passkeys:
+        rows.append({"text": draw(), "meta": {"pile_set_name": "Passkey"}})
     rng.shuffle(rows)
     with open(args.output, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"make_recall_corpus: {natural} documents with repeats, {args.copies} copy documents, "
-          f"{args.passkeys} + {args.long_passkeys} passkey documents -> {args.output}",
+          f"{args.passkeys} + {args.long_passkeys} + {args.text_passkeys} passkey documents -> "
+          f"{args.output}",
           file=sys.stderr)
 
 

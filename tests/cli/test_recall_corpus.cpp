@@ -1,7 +1,8 @@
 // scripts/make_recall_corpus.py, the stage-2 pretraining corpus of the bundled tiny model: every
 // input document survives with only copies of its own recent lines added, the copy documents
 // repeat one run of words, and the passkey documents carry one key, asked for at their end; the
-// long passkeys (the demo's fine-tuning mix) put the key at every distance up to their maximum.
+// long passkeys (the demo's fine-tuning mix) put the key at every distance up to their maximum,
+// with filler sentences or the corpus's running text.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -170,6 +171,75 @@ TEST(RecallCorpus, LongPasskeysPutTheKeyAtEveryDistanceUpToTheirMaximum) {
   const auto short_keys = passkey_fillers("--passkeys 400 --max-fillers 12");
   ASSERT_EQ(short_keys.size(), 400u);
   EXPECT_NEAR(mean_after(short_keys), 3.0, 0.8);
+}
+
+// The text passkeys: the same prompt, with running text of the input's documents where the long
+// passkeys have filler sentences, and the key-to-question distance uniform up to the maximum.
+TEST(RecallCorpus, TextPasskeysFillWithTheInputsRunningTextAtEveryDistance) {
+  testing::ScratchDir scratch;
+  std::vector<std::string> documents;
+  std::string input;
+  for (int id = 0; id < 3; ++id) {
+    documents.push_back(numbered_document(id, 40));
+    input += nlohmann::json{{"text", documents.back()}}.dump() + "\n";
+  }
+  testing::write_text(scratch / "in.jsonl", input);
+  const auto script = quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py");
+  const auto result = testing::run_command(
+      script + " " + quoted(scratch / "in.jsonl") + " " + quoted(scratch / "out.jsonl") +
+      " --passkeys 0 --text-passkeys 300 --long-max-fillers 10 --repeat-rate 0 --seed 3");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+
+  // Text that may run from one document into the next (the filler is drawn from the documents
+  // written one after another).
+  const auto from_the_documents = [&](const std::string& text) {
+    for (const auto& first : documents) {
+      for (const auto& second : documents) {
+        if ((first + "\n" + second).find(text) != std::string::npos) return true;
+      }
+    }
+    return false;
+  };
+  const std::string instruction =
+      "There is an important info hidden inside a lot of irrelevant "
+      "text. Find it and memorize them. I will quiz you about the "
+      "important information there. ";
+  const std::regex layout(
+      "([\\s\\S]*?) ?The pass key is (\\d{5})\\. Remember it\\. (\\d{5}) is the pass key\\. "
+      "?([\\s\\S]*?) ?"
+      "What is the pass key\\? The pass key is (\\d{5})\\.");
+  std::set<long> distances;
+  double distance_sum = 0;
+  int passkeys = 0;
+  for (const auto& row : read_jsonl(scratch / "out.jsonl")) {
+    if (row.value("meta", nlohmann::json::object()).value("pile_set_name", "") != "Passkey")
+      continue;
+    const std::string text = row.at("text");
+    ASSERT_EQ(text.rfind(instruction, 0), 0u) << text;
+    std::smatch match;
+    const std::string body = text.substr(instruction.size());
+    ASSERT_TRUE(std::regex_match(body, match, layout)) << text;
+    EXPECT_TRUE(match[2] == match[3] && match[3] == match[5]) << text;
+    EXPECT_TRUE(from_the_documents(match[1])) << "not the input's text: " << match[1];
+    EXPECT_TRUE(from_the_documents(match[4])) << "not the input's text: " << match[4];
+    // 85 characters of text stand for one filler sentence (36 tokens).
+    const long distance = std::lround(static_cast<double>(match[4].length()) / 85.0);
+    EXPECT_LE(distance, 10) << match[4];
+    distances.insert(distance);
+    distance_sum += static_cast<double>(distance);
+    ++passkeys;
+  }
+  EXPECT_EQ(passkeys, 300);
+  EXPECT_GE(distances.size(), 10u) << "the distances do not spread over 0..10 fillers' worth";
+  EXPECT_NEAR(distance_sum / passkeys, 5.0, 0.8) << "distances not uniform over 0..10";
+
+  // Nothing to fill them with: refused by name.
+  testing::write_text(scratch / "empty.jsonl", "");
+  const auto empty = testing::run_command(script + " " + quoted(scratch / "empty.jsonl") + " " +
+                                          quoted(scratch / "none.jsonl") + " --text-passkeys 2");
+  EXPECT_NE(empty.exit_code, 0);
+  EXPECT_TRUE(contains(empty.output, "--text-passkeys")) << empty.output;
+  EXPECT_FALSE(fs::exists(scratch / "none.jsonl"));
 }
 
 TEST(RecallCorpus, ANegativeCountIsRefusedByName) {
