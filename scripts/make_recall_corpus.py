@@ -72,14 +72,14 @@ def with_repeats(text, rng, args):
     return "\n".join(out)
 
 
-def passkey_document(rng, max_fillers, distance_first=False):
+def passkey_document(rng, max_fillers, distance_first=False, min_distance=0):
     """The paper's passkey prompt with its answer, at most max_fillers filler sentences in all.
 
     By default the fillers before the key are drawn first, which makes short key-to-question
     distances common; distance_first draws the fillers after the key first, so that every
-    distance up to max_fillers sentences is equally likely."""
+    distance from min_distance to max_fillers sentences is equally likely."""
     key = str(rng.randint(10000, 99999))
-    before = rng.randint(0, max_fillers)
+    before = rng.randint(min_distance if distance_first else 0, max_fillers)
     after = rng.randint(0, max_fillers - before)
     if distance_first:
         before, after = after, before
@@ -155,6 +155,10 @@ def main():
                         help="extra passkey documents, key-to-question distance uniform up to "
                         "--long-max-fillers filler sentences")
     parser.add_argument("--long-max-fillers", type=count, default=24)
+    parser.add_argument("--long-min-fillers", type=count, default=0,
+                        help="fewest filler sentences between key and question in the long "
+                        "passkeys (a packed 1024-token row holds a whole far-keyed document "
+                        "rarely, so far keys need to be common in the corpus)")
     parser.add_argument("--text-passkeys", type=count, default=0,
                         help="extra passkey documents drawn as the long ones, running text of "
                         "the input's documents in place of the filler sentence")
@@ -166,6 +170,9 @@ def main():
     for row in read_documents(args.input):
         rows.append({"text": with_repeats(row["text"], rng, args), "meta": row.get("meta", {})})
     natural = len(rows)
+    if args.long_min_fillers > args.long_max_fillers:
+        parser.error(f"--long-min-fillers {args.long_min_fillers} is above --long-max-fillers "
+                     f"{args.long_max_fillers}")
     texts = [row["text"] for row in rows]
     if args.text_passkeys and not texts:
         parser.error(f"--text-passkeys: {args.input} has no documents to fill them with")
@@ -177,7 +184,8 @@ def main():
         rows.append({"text": text, "meta": {"pile_set_name": "Copy"}})
     longest = args.long_max_fillers
     passkeys = [lambda: passkey_document(rng, args.max_fillers)] * args.passkeys
-    passkeys += [lambda: passkey_document(rng, longest, True)] * args.long_passkeys
+    nearest = args.long_min_fillers
+    passkeys += [lambda: passkey_document(rng, longest, True, nearest)] * args.long_passkeys
     passkeys += [lambda: text_passkey_document(rng, longest, texts)] * args.text_passkeys
     for draw in passkeys:
         rows.append({"text": draw(), "meta": {"pile_set_name": "Passkey"}})

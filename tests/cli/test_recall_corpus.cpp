@@ -171,6 +171,18 @@ TEST(RecallCorpus, LongPasskeysPutTheKeyAtEveryDistanceUpToTheirMaximum) {
   const auto short_keys = passkey_fillers("--passkeys 400 --max-fillers 12");
   ASSERT_EQ(short_keys.size(), 400u);
   EXPECT_NEAR(mean_after(short_keys), 3.0, 0.8);
+
+  // A floor on the distance: uniform over 8..12 fillers (mean 10), none nearer.
+  const auto far_keys = passkey_fillers(
+      "--passkeys 0 --long-passkeys 400 --long-min-fillers 8 --long-max-fillers 12");
+  ASSERT_EQ(far_keys.size(), 400u);
+  std::set<int> far_distances;
+  for (const auto& [before, after] : far_keys) {
+    EXPECT_LE(before + after, 12);
+    far_distances.insert(after);
+  }
+  EXPECT_EQ(far_distances, (std::set<int>{8, 9, 10, 11, 12}));
+  EXPECT_NEAR(mean_after(far_keys), 10.0, 0.4);
 }
 
 // The text passkeys: the same prompt, with running text of the input's documents where the long
@@ -251,6 +263,14 @@ TEST(RecallCorpus, ANegativeCountIsRefusedByName) {
                            quoted(scratch / "out.jsonl") + " --long-max-fillers -1");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_TRUE(contains(result.output, "--long-max-fillers: must be >= 0")) << result.output;
+  EXPECT_FALSE(fs::exists(scratch / "out.jsonl"));
+  const auto inverted = testing::run_command(
+      quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") + " " +
+      quoted(scratch / "in.jsonl") + " " + quoted(scratch / "out.jsonl") +
+      " --long-min-fillers 9 --long-max-fillers 4");
+  EXPECT_NE(inverted.exit_code, 0);
+  EXPECT_TRUE(contains(inverted.output, "--long-min-fillers 9 is above --long-max-fillers 4"))
+      << inverted.output;
   EXPECT_FALSE(fs::exists(scratch / "out.jsonl"));
 }
 
