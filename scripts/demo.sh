@@ -14,7 +14,7 @@
 #   7. the results table (out/demo/results.md), plot (out/demo/perplexity.png), and issue 20's
 #      claims checked against the demo's JSON (scripts/demo_checks.py, out/demo/checks.md).
 #
-# Knobs (environment): DEMO_STEPS (fine-tuning steps; the config's 500), DEMO_DOCS (evaluation
+# Knobs (environment): DEMO_STEPS (fine-tuning steps; the config's 600), DEMO_DOCS (evaluation
 # documents, 16), DEMO_TRIALS (passkey trials per distance, 10 as in the paper), DEMO_CORPUS (a
 # folder with train/ and test/ .jsonl[.zst] files; default: make_sample_pile.sh's out/sample-pile),
 # LCTRAIN_OUT (out/demo), LCTRAIN_BIN (an lctrain binary: skips set-up and build), DEMO_BASE (the
@@ -66,15 +66,19 @@ rm -rf "$out"
 mkdir -p "$out"
 # The fine-tuning data: the base's last pretraining mix (the train split with recent lines
 # repeated, copy documents, short passkey documents; scripts/pretrain_tiny.sh, stage 3), drawn
-# again with another seed and twice its copy documents, plus passkey documents whose key is
-# anywhere in the new window (up to 24 filler sentences, ~900 tokens, before the question). The paper fine-tunes on the data its
-# base was pretrained on; the long passkeys give both fine-tunings the same chance to learn
-# retrieval across 1024 tokens. Evaluation stays on the untouched test split.
+# again with another seed and twice its copy documents, plus passkeys whose key is anywhere in the
+# new window: 10000 with running text of the train split between key and question (up to ~900
+# tokens; every one of their tokens still teaches the language) and 5000 with the filler sentence
+# of the evaluation's prompt, 12-25 sentences (430-900 tokens) back: a packed 1024-token row
+# holds a whole far-keyed document rarely, so far keys are made common. The paper fine-tunes on
+# the data its base was pretrained on; the passkeys give both fine-tunings the same chance to
+# learn retrieval across 1024 tokens. Evaluation stays on the untouched test split.
 stage "the fine-tuning data: the base's pretraining mix and passkeys across 1024 tokens" \
   "(make_recall_corpus.py)"
 zstdcat -f "$corpus"/train/* >"$out/train.jsonl"
 scripts/make_recall_corpus.py "$out/train.jsonl" "$out/finetune-mix.jsonl" --seed 4 \
-  --copies 4000 --passkeys 20000 --max-fillers 5 --long-passkeys 10000 --long-max-fillers 24
+  --copies 4000 --passkeys 20000 --max-fillers 5 --text-passkeys 10000 --long-passkeys 5000 \
+  --long-min-fillers 12 --long-max-fillers 25
 "$lctrain" prepare-data --input "$out/finetune-mix.jsonl" --tokenizer "$base/tokenizer.model" \
   --out "$out/train-shards"
 rm "$out/train.jsonl" "$out/finetune-mix.jsonl"
