@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the bundled default: Position Interpolation in miniature, about 10 minutes on a
-# 2-core CPU after the build (601 s measured, 500 s of it the two fine-tunings side by side). The
+# The main job on the bundled default: Position Interpolation in miniature, about 12 minutes on a
+# 2-core CPU after the build (713 s measured, 608 s of it the two fine-tunings side by side). The
 # bundled base model (data/tiny-llama: 5.3M parameters,
 # pretrained by lctrain at a window of L = 256) is extended to L' = 1024 (s = 4, the paper's
 # 2048 -> 8192):
