@@ -165,14 +165,14 @@ def main():
     parser.add_argument("--copies", type=count, default=0)
     parser.add_argument("--max-copy-words", type=int, default=60)
     args = parser.parse_args()
+    if args.long_min_fillers > args.long_max_fillers:
+        parser.error(f"--long-min-fillers {args.long_min_fillers} is above --long-max-fillers "
+                     f"{args.long_max_fillers}")
     rng = random.Random(args.seed)
     rows = []
     for row in read_documents(args.input):
         rows.append({"text": with_repeats(row["text"], rng, args), "meta": row.get("meta", {})})
     natural = len(rows)
-    if args.long_min_fillers > args.long_max_fillers:
-        parser.error(f"--long-min-fillers {args.long_min_fillers} is above --long-max-fillers "
-                     f"{args.long_max_fillers}")
     texts = [row["text"] for row in rows]
     if args.text_passkeys and not texts:
         parser.error(f"--text-passkeys: {args.input} has no documents to fill them with")
