@@ -182,21 +182,20 @@ def main():
     for _ in range(args.copies):
         text = copy_document(rng, vocabulary, args)
         rows.append({"text": text, "meta": {"pile_set_name": "Copy"}})
-    longest = args.long_max_fillers
-    passkeys = [lambda: passkey_document(rng, args.max_fillers)] * args.passkeys
-    nearest = args.long_min_fillers
-    passkeys += [lambda: passkey_document(rng, longest, True, nearest)] * args.long_passkeys
-    passkeys += [lambda: text_passkey_document(rng, longest, texts)] * args.text_passkeys
-    for draw in passkeys:
-        rows.append({"text": draw(), "meta": {"pile_set_name": "Passkey"}})
+    longest, nearest = args.long_max_fillers, args.long_min_fillers
+    kinds = ((args.passkeys, lambda: passkey_document(rng, args.max_fillers)),
+             (args.long_passkeys, lambda: passkey_document(rng, longest, True, nearest)),
+             (args.text_passkeys, lambda: text_passkey_document(rng, longest, texts)))
+    for number, draw in kinds:
+        for _ in range(number):
+            rows.append({"text": draw(), "meta": {"pile_set_name": "Passkey"}})
     rng.shuffle(rows)
     with open(args.output, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"make_recall_corpus: {natural} documents with repeats, {args.copies} copy documents, "
           f"{args.passkeys} + {args.long_passkeys} + {args.text_passkeys} passkey documents -> "
-          f"{args.output}",
-          file=sys.stderr)
+          f"{args.output}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -45,11 +45,16 @@ std::string numbered_document(int id, int lines) {
   return text;
 }
 
-testing::CommandResult make_corpus(const fs::path& input, const fs::path& output, int seed) {
+// The script run on `input`, writing `output`, with the given extra arguments.
+testing::CommandResult run_script(const fs::path& input, const fs::path& output,
+                                  const std::string& arguments) {
   return testing::run_command(quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") +
-                              " " + quoted(input) + " " + quoted(output) +
-                              " --passkeys 6 --copies 5" + " --repeat-rate 0.3 --seed " +
-                              std::to_string(seed));
+                              " " + quoted(input) + " " + quoted(output) + " " + arguments);
+}
+
+testing::CommandResult make_corpus(const fs::path& input, const fs::path& output, int seed) {
+  return run_script(input, output,
+                    "--passkeys 6 --copies 5 --repeat-rate 0.3 --seed " + std::to_string(seed));
 }
 
 TEST(RecallCorpus, KeepsEveryDocumentAddsOnlyRecentRepeatsAndWellFormedPasskeys) {
@@ -130,9 +135,7 @@ TEST(RecallCorpus, KeepsEveryDocumentAddsOnlyRecentRepeatsAndWellFormedPasskeys)
 std::vector<std::pair<int, int>> passkey_fillers(const std::string& arguments) {
   testing::ScratchDir scratch;
   testing::write_text(scratch / "in.jsonl", nlohmann::json{{"text", "one line\nanother"}}.dump());
-  const auto result = testing::run_command(
-      quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") + " " +
-      quoted(scratch / "in.jsonl") + " " + quoted(scratch / "out.jsonl") + " " + arguments);
+  const auto result = run_script(scratch / "in.jsonl", scratch / "out.jsonl", arguments);
   EXPECT_EQ(result.exit_code, 0) << result.output;
   const std::string filler = "The grass is green.";
   const auto count = [&](const std::string& text) {
@@ -196,10 +199,9 @@ TEST(RecallCorpus, TextPasskeysFillWithTheInputsRunningTextAtEveryDistance) {
     input += nlohmann::json{{"text", documents.back()}}.dump() + "\n";
   }
   testing::write_text(scratch / "in.jsonl", input);
-  const auto script = quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py");
-  const auto result = testing::run_command(
-      script + " " + quoted(scratch / "in.jsonl") + " " + quoted(scratch / "out.jsonl") +
-      " --passkeys 0 --text-passkeys 300 --long-max-fillers 10 --repeat-rate 0 --seed 3");
+  const auto result =
+      run_script(scratch / "in.jsonl", scratch / "out.jsonl",
+                 "--passkeys 0 --text-passkeys 300 --long-max-fillers 10 --repeat-rate 0 --seed 3");
   ASSERT_EQ(result.exit_code, 0) << result.output;
 
   // Text that may run from one document into the next (the filler is drawn from the documents
@@ -247,8 +249,8 @@ TEST(RecallCorpus, TextPasskeysFillWithTheInputsRunningTextAtEveryDistance) {
 
   // Nothing to fill them with: refused by name.
   testing::write_text(scratch / "empty.jsonl", "");
-  const auto empty = testing::run_command(script + " " + quoted(scratch / "empty.jsonl") + " " +
-                                          quoted(scratch / "none.jsonl") + " --text-passkeys 2");
+  const auto empty =
+      run_script(scratch / "empty.jsonl", scratch / "none.jsonl", "--text-passkeys 2");
   EXPECT_NE(empty.exit_code, 0);
   EXPECT_TRUE(contains(empty.output, "--text-passkeys")) << empty.output;
   EXPECT_FALSE(fs::exists(scratch / "none.jsonl"));
@@ -258,16 +260,12 @@ TEST(RecallCorpus, ANegativeCountIsRefusedByName) {
   testing::ScratchDir scratch;
   testing::write_text(scratch / "in.jsonl", nlohmann::json{{"text", "a line"}}.dump());
   const auto result =
-      testing::run_command(quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") +
-                           " " + quoted(scratch / "in.jsonl") + " " +
-                           quoted(scratch / "out.jsonl") + " --long-max-fillers -1");
+      run_script(scratch / "in.jsonl", scratch / "out.jsonl", "--long-max-fillers -1");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_TRUE(contains(result.output, "--long-max-fillers: must be >= 0")) << result.output;
   EXPECT_FALSE(fs::exists(scratch / "out.jsonl"));
-  const auto inverted = testing::run_command(
-      quoted(testing::source_dir() / "scripts" / "make_recall_corpus.py") + " " +
-      quoted(scratch / "in.jsonl") + " " + quoted(scratch / "out.jsonl") +
-      " --long-min-fillers 9 --long-max-fillers 4");
+  const auto inverted = run_script(scratch / "in.jsonl", scratch / "out.jsonl",
+                                   "--long-min-fillers 9 --long-max-fillers 4");
   EXPECT_NE(inverted.exit_code, 0);
   EXPECT_TRUE(contains(inverted.output, "--long-min-fillers 9 is above --long-max-fillers 4"))
       << inverted.output;
